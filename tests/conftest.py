@@ -1,0 +1,48 @@
+"""Shared fixtures: where the repo, the data and the data mirror are, and the lab's examples."""
+import os
+import runpy
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DATA = os.path.join(REPO, 'data')
+sys.path.insert(0, REPO)
+
+LAB_EXAMPLES = runpy.run_path(os.path.join(REPO, 'tools', 'lab_examples.py'))
+
+
+def _require(path):
+    if not os.path.exists(path):
+        pytest.fail(f'{path} is missing: run `make data` (DATA_MIRROR=../shared/data make data offline)',
+                    pytrace=False)
+    return path
+
+
+@pytest.fixture(scope='session')
+def repo():
+    return REPO
+
+
+@pytest.fixture(scope='session')
+def mnist_path():
+    return _require(os.path.join(DATA, 'full-mnist.npz'))
+
+
+@pytest.fixture(scope='session')
+def fashion_root():
+    _require(os.path.join(DATA, 'FashionMNIST', 'raw', 't10k-images-idx3-ubyte'))
+    return DATA
+
+
+@pytest.fixture(scope='session')
+def data_mirror():
+    """The mirror folder (layout of ../shared/data): $DATA_MIRROR, else ../shared/data beside the repo."""
+    mirror = os.environ.get('DATA_MIRROR') or os.path.join(REPO, '..', 'shared', 'data')
+    return _require(os.path.join(os.path.abspath(mirror), 'mnist', 'full-mnist.npz')).rsplit(os.sep, 2)[0]
+
+
+@pytest.fixture(scope='session')
+def lab_examples():
+    """tools/lab_examples.py: run_examples(...), mismatches(...), EXPECTED, TOLERANCE."""
+    return LAB_EXAMPLES

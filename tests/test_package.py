@@ -1,0 +1,161 @@
+"""The frame around the two lab parts: data fetching, the upload zip and the grader emulation."""
+import gzip
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+
+FETCH = os.path.join(REPO, 'tools', 'fetch_data.py')
+SUBMISSION = os.path.join(REPO, 'tools', 'submission.py')
+UPLOAD_FILES = {'numpy_nn.py', 'numpy_nn_training.png', 'numpy_nn_classification.png', 'pytorch_cnn.py', 'model.pt'}
+FASHION_FILES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
+                 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
+
+
+def run(script, *args, cwd=REPO):
+    return subprocess.run([sys.executable, script, *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ, 'DATA_MIRROR': ''})
+
+
+# ----------------------------------------------------------------------------- make data
+
+def test_fetch_from_mirror_into_empty_folder_then_idempotent(tmp_path, data_mirror):
+    out = tmp_path / 'data'
+    first = run(FETCH, '--out', str(out), '--mirror', data_mirror, '--offline')
+    assert first.returncode == 0, first.stderr
+    assert 'from mirror' in first.stdout
+    raw = out / 'FashionMNIST' / 'raw'
+    assert sorted(os.listdir(raw)) == sorted(FASHION_FILES)
+    with open(raw / 'train-images-idx3-ubyte', 'rb') as file:
+        header = file.read(16)
+    assert [int.from_bytes(header[i:i + 4], 'big') for i in range(0, 16, 4)] == [2051, 60000, 28, 28]
+    with np.load(out / 'full-mnist.npz') as mnist:
+        assert mnist['x_train'].shape == (60000, 28, 28) and mnist['x_test'].dtype == np.uint8
+        assert sorted(np.unique(mnist['y_test'])) == list(range(10))
+
+    mtimes = {path: os.stat(path).st_mtime_ns for path in [*raw.iterdir(), out / 'full-mnist.npz']}
+    second = run(FETCH, '--out', str(out), '--mirror', data_mirror, '--offline')
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.count('already in') == 2
+    assert {path: os.stat(path).st_mtime_ns for path in mtimes} == mtimes
+
+
+def test_torchvision_accepts_the_fetched_files(fashion_root):
+    from torchvision.datasets import FashionMNIST
+    test_set = FashionMNIST(fashion_root, train=False, download=False)
+    assert test_set.data.shape == (10000, 28, 28)
+
+
+def test_no_source_names_the_three_ways(tmp_path):
+    result = run(FETCH, '--out', str(tmp_path / 'data'), '--mirror', str(tmp_path / 'no-mirror'),
+                 '--system-dir', str(tmp_path / 'no-system'), '--offline')
+    assert result.returncode != 0
+    assert 'could not get Fashion-MNIST' in result.stderr
+    for way in ('DATA_MIRROR=', 'apt-get install dataset-fashion-mnist', 'online'):
+        assert way in result.stderr
+    assert not (tmp_path / 'data' / 'FashionMNIST').exists()
+
+
+def test_damaged_file_is_named_and_nothing_half_written(tmp_path, data_mirror):
+    mirror = tmp_path / 'mirror'
+    shutil.copytree(os.path.join(data_mirror, 'fashion-mnist'), mirror / 'fashion-mnist')
+    damaged = mirror / 'fashion-mnist' / 't10k-labels-idx1-ubyte.gz'
+    with gzip.open(damaged, 'rb') as file:
+        labels = file.read()
+    with gzip.open(damaged, 'wb') as file:
+        file.write(labels[:5000])                       # a truncated label file
+    out = tmp_path / 'data'
+    result = run(FETCH, '--out', str(out), '--mirror', str(mirror),
+                 '--system-dir', str(tmp_path / 'no-system'), '--offline')
+    assert result.returncode != 0
+    assert 't10k-labels-idx1-ubyte' in result.stderr and 'expected (10000,)' in result.stderr
+    assert not (out / 'FashionMNIST').exists()
+
+
+# ----------------------------------------------------------------------------- make zip / check-zip
+
+@pytest.fixture(scope='module')
+def good_zip(tmp_path_factory):
+    path = tmp_path_factory.mktemp('zip') / 'submission.zip'
+    result = run(SUBMISSION, 'zip', '--out', str(path))
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+def rewritten_zip(source, target, drop=(), add=None):
+    """A copy of the zip without the members in ``drop`` and with {name: bytes} ``add``ed or replaced."""
+    add = add or {}
+    with zipfile.ZipFile(source) as original, zipfile.ZipFile(target, 'w') as copy:
+        for name in original.namelist():
+            if name not in drop and name not in add:
+                copy.writestr(name, original.read(name))
+        for name, content in add.items():
+            copy.writestr(name, content)
+    return target
+
+
+def check(path):
+    return run(SUBMISSION, 'check', str(path), '--data', os.path.join(REPO, 'data'))
+
+
+def test_zip_holds_exactly_the_five_files_at_its_root(good_zip):
+    with zipfile.ZipFile(good_zip) as archive:
+        assert set(archive.namelist()) == UPLOAD_FILES
+        assert len(archive.namelist()) == len(UPLOAD_FILES)
+
+
+def test_check_zip_passes_on_the_committed_artifacts(good_zip, fashion_root):
+    result = check(good_zip)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'four layer examples OK' in result.stdout
+    assert 'check-zip: OK' in result.stdout
+
+
+def test_check_zip_rejects_an_extra_file(good_zip, tmp_path):
+    broken = rewritten_zip(good_zip, tmp_path / 'extra.zip', add={'notes.txt': b'hello'})
+    result = check(broken)
+    assert result.returncode != 0
+    assert 'extra file' in result.stderr and 'notes.txt' in result.stderr
+
+
+def test_check_zip_rejects_a_missing_model(good_zip, tmp_path):
+    result = check(rewritten_zip(good_zip, tmp_path / 'no-model.zip', drop={'model.pt'}))
+    assert result.returncode != 0
+    assert 'missing' in result.stderr and 'model.pt' in result.stderr
+
+
+def test_check_zip_rejects_an_import_the_grader_lacks(good_zip, tmp_path):
+    with zipfile.ZipFile(good_zip) as archive:
+        source = archive.read('pytorch_cnn.py')
+    broken = rewritten_zip(good_zip, tmp_path / 'tqdm.zip', add={'pytorch_cnn.py': b'import tqdm\n' + source})
+    result = check(broken)
+    assert result.returncode != 0
+    assert "pytorch_cnn.py:1 imports 'tqdm'" in result.stderr
+
+
+def test_check_zip_rejects_a_local_helper_module(good_zip, tmp_path):
+    with zipfile.ZipFile(good_zip) as archive:
+        source = archive.read('numpy_nn.py')
+    broken = rewritten_zip(good_zip, tmp_path / 'helper.zip',
+                           add={'numpy_nn.py': source + b'\nfrom helpers import plot\n'})
+    result = check(broken)
+    assert result.returncode != 0
+    assert "numpy_nn.py" in result.stderr and "'helpers'" in result.stderr
+
+
+def test_check_zip_rejects_a_model_of_another_shape(good_zip, tmp_path):
+    import io
+    import torch
+    from pytorch_cnn import SimpleCNN
+    buffer = io.BytesIO()
+    torch.save(SimpleCNN().state_dict(), buffer)
+    broken = rewritten_zip(good_zip, tmp_path / 'wrong-model.zip', add={'model.pt': buffer.getvalue()})
+    result = check(broken)
+    assert result.returncode != 0
+    assert 'model.pt: does not load into MyNet()' in result.stderr

@@ -1,0 +1,179 @@
+"""pytorch_cnn.py and model.pt: the grader's contract, robustness by design, the committed model."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import pytorch_cnn
+from pytorch_cnn import FCNet, MyNet, SimpleCNN, classify
+
+MODEL_PT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'model.pt')
+
+
+@pytest.fixture(scope='module')
+def test_set(fashion_root):
+    return pytorch_cnn.load_fashion_mnist(fashion_root, train=False)
+
+
+@pytest.fixture(scope='module')
+def committed_model():
+    """model.pt loaded exactly as the grader loads it (and not put in eval mode)."""
+    model = pytorch_cnn.get_model_class(None)[0]()
+    model.load_state_dict(torch.load(MODEL_PT, map_location='cpu', weights_only=True))
+    return model
+
+
+@pytest.fixture(scope='module')
+def committed_test_accuracy(committed_model, test_set):
+    return pytorch_cnn.accuracy(committed_model, *test_set)
+
+
+# ----------------------------------------------------------------------------- contract
+
+@pytest.mark.parametrize('model_class', [FCNet, SimpleCNN, MyNet])
+def test_networks_output_log_probabilities(model_class):
+    torch.manual_seed(0)
+    out = model_class().eval()(torch.rand(5, 1, 28, 28))
+    assert out.shape == (5, 10)
+    torch.testing.assert_close(out.exp().sum(dim=1), torch.ones(5))
+
+
+def test_get_model_class_returns_mynet():
+    assert pytorch_cnn.get_model_class(None) == [MyNet]
+    assert pytorch_cnn.get_model_class() == [MyNet]
+
+
+def test_classify_contract(committed_model, test_set):
+    images = test_set[0][:37]
+    labels = classify(committed_model, images)
+    assert labels.shape == (37,) and labels.dtype == torch.int64
+    assert labels.min() >= 0 and labels.max() <= 9
+    assert classify(committed_model, images[:1]).shape == (1,)
+    assert classify(committed_model, images[:1])[0] == labels[0]
+    torch.testing.assert_close(classify(committed_model, images[:, 0]), labels)              # (B, 28, 28)
+    as_uint8 = (images * 255).round().to(torch.uint8)
+    torch.testing.assert_close(classify(committed_model, as_uint8), labels)                  # uint8
+    torch.testing.assert_close(classify(committed_model, as_uint8.float()), labels)          # 0..255 float
+    torch.testing.assert_close(classify(committed_model, images.double()), labels)           # float64
+    torch.testing.assert_close(classify(committed_model, images.numpy()), labels)            # a NumPy array
+
+
+def test_classify_uses_eval_mode_and_leaves_the_model_as_it_was(test_set):
+    torch.manual_seed(0)
+    model = MyNet()
+    model.load_state_dict(torch.load(MODEL_PT, map_location='cpu', weights_only=True))
+    model.train()
+    running_mean = model.features[0][1].running_mean.clone()
+    images = test_set[0][:64]
+    in_batch = classify(model, images)
+    alone = torch.cat([classify(model, image[None]) for image in images[:8]])
+    torch.testing.assert_close(alone, in_batch[:8])           # batch statistics would differ
+    assert model.training
+    torch.testing.assert_close(model.features[0][1].running_mean, running_mean)
+    assert all(parameter.grad is None for parameter in model.parameters())
+
+
+def test_state_dict_round_trip(tmp_path):
+    torch.manual_seed(0)
+    model = MyNet().eval()
+    path = tmp_path / 'model.pt'
+    torch.save(model.state_dict(), path)
+    loaded = MyNet().eval()
+    loaded.load_state_dict(torch.load(path, map_location='cpu', weights_only=True))
+    x = torch.rand(4, 1, 28, 28)
+    torch.testing.assert_close(loaded(x), model(x))
+
+
+# ----------------------------------------------------------------------------- robustness by design
+
+@pytest.mark.parametrize('gain, offset', [(0.3, 0.5), (2.0, -0.4), (1.0, 0.3), (-1.0, 1.0), (-0.5, 0.2)])
+def test_prediction_ignores_affine_intensity_changes(committed_model, test_set, gain, offset):
+    images = test_set[0][:500]
+    committed_model.eval()
+    with torch.no_grad():
+        reference = committed_model(images)
+        changed = committed_model(gain * images + offset)
+    torch.testing.assert_close(changed, reference, atol=2e-4, rtol=1e-4)
+    torch.testing.assert_close(classify(committed_model, gain * images + offset), classify(committed_model, images))
+
+
+def test_standardize_polarity_gives_dark_background_unit_statistics(test_set):
+    images = test_set[0][:100]
+    z = pytorch_cnn.standardize_polarity(images)
+    torch.testing.assert_close(z.mean(dim=(1, 2, 3)), torch.zeros(100), atol=1e-5, rtol=0)
+    torch.testing.assert_close(z.std(dim=(1, 2, 3), unbiased=False), torch.ones(100), atol=1e-4, rtol=0)
+    torch.testing.assert_close(pytorch_cnn.standardize_polarity(1 - images), z, atol=1e-4, rtol=0)
+    assert (z[:, 0, 0, 0] < 0).float().mean() > 0.95           # corners are background, made dark
+
+
+def test_augment_keeps_range_and_shape_and_is_seeded(test_set):
+    images = test_set[0][:256]
+    first = pytorch_cnn.augment(images, torch.Generator().manual_seed(3))
+    again = pytorch_cnn.augment(images, torch.Generator().manual_seed(3))
+    other = pytorch_cnn.augment(images, torch.Generator().manual_seed(4))
+    assert first.shape == images.shape and first.dtype == torch.float32
+    assert first.min() >= 0 and first.max() <= 1
+    torch.testing.assert_close(first, again)
+    assert (first - other).abs().mean() > 0.05
+    assert (first - images).abs().mean() > 0.05
+
+
+def test_gaussian_blur_preserves_constant_images_and_spreads_a_point():
+    flat = torch.full((2, 1, 9, 9), 0.3)
+    torch.testing.assert_close(pytorch_cnn.gaussian_blur(flat, torch.tensor([0.5, 1.5])), flat)
+    point = torch.zeros(1, 1, 9, 9)
+    point[0, 0, 4, 4] = 1.0
+    blurred = pytorch_cnn.gaussian_blur(point, torch.tensor([1.0]))
+    assert blurred.sum().item() == pytest.approx(1.0, abs=1e-5)
+    assert 0.1 < blurred[0, 0, 4, 4] < 0.2 and blurred[0, 0, 4, 5] == blurred[0, 0, 5, 4]
+
+
+# ----------------------------------------------------------------------------- the committed model
+
+def test_committed_model_size():
+    assert os.path.getsize(MODEL_PT) <= 6 * 1024 * 1024
+    assert sum(parameter.numel() for parameter in MyNet().parameters()) <= 1_500_000
+
+
+def test_committed_model_test_accuracy(committed_test_accuracy):
+    assert committed_test_accuracy >= 94.0
+
+
+@pytest.mark.parametrize('shift', pytorch_cnn.PHOTOMETRIC_SHIFTS)
+def test_committed_model_under_photometric_shift(committed_model, test_set, shift):
+    images, labels = test_set
+    assert pytorch_cnn.accuracy(committed_model, pytorch_cnn.SHIFTS[shift](images), labels) >= 88.0
+
+
+def test_committed_model_under_other_shifts_keeps_most_accuracy(committed_model, test_set, committed_test_accuracy):
+    images, labels = test_set[0][:2000], test_set[1][:2000]
+    for shift in ('noise 0.1', 'blur 1.0', 'rotated 10'):
+        assert pytorch_cnn.accuracy(committed_model, pytorch_cnn.SHIFTS[shift](images), labels) >= 80.0, shift
+
+
+# ----------------------------------------------------------------------------- training smoke run
+
+def test_dry_run_trains_and_writes_a_loadable_model(tmp_path, fashion_root, repo):
+    out = tmp_path / 'dry.pt'
+    result = subprocess.run([sys.executable, 'pytorch_cnn.py', '--dry-run', '--data', fashion_root,
+                             '--out', str(out)], cwd=repo, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert 'epoch   1/2' in result.stdout and 'saved' in result.stdout
+    model = pytorch_cnn.load_model(str(out))
+    assert classify(model, torch.rand(3, 1, 28, 28)).shape == (3,)
+
+
+def test_one_training_epoch_on_a_subset_beats_chance(fashion_root):
+    torch.manual_seed(0)
+    images, labels = pytorch_cnn.load_fashion_mnist(fashion_root, train=True)
+    (train_x, train_y), (val_x, val_y) = pytorch_cnn.split_train_val(images[:6000], labels[:6000], 1000)
+    args = pytorch_cnn.parse_args(['--model', 'SimpleCNN', '--epochs', '1', '--lr', '0.05'])
+    model = SimpleCNN()
+    average = pytorch_cnn.WeightAverage(model, decay=0.0)          # evaluate the raw weights
+    optimizer, scheduler = pytorch_cnn.build_optimizer(model, args, steps_per_epoch=20)
+    loss = pytorch_cnn.train_one_epoch(model, average, optimizer, scheduler, train_x, train_y, args,
+                                       torch.device('cpu'), torch.Generator().manual_seed(0))
+    assert loss < 2.2
+    assert pytorch_cnn.accuracy(average.model, val_x, val_y) > 50.0
