@@ -171,6 +171,21 @@ def split_validation(x, y, fraction, rng):
     return (x[train], y[train]), (x[val], y[val])
 
 
+def random_shifts(x, max_shift, rng):
+    """Translate each flattened 28x28 image of x (N, 784) by up to max_shift pixels along each axis.
+
+    The border pixel values fill what moves in (MNIST borders are background).
+    """
+    if max_shift == 0:
+        return x
+    n = len(x)
+    padded = np.pad(x.reshape(n, 28, 28), ((0, 0), (max_shift, max_shift), (max_shift, max_shift)), mode='edge')
+    dy, dx = rng.integers(0, 2 * max_shift + 1, size=(2, n))
+    rows = (dy[:, None] + np.arange(28))[:, :, None]
+    cols = (dx[:, None] + np.arange(28))[:, None, :]
+    return padded[np.arange(n)[:, None, None], rows, cols].reshape(n, 28 * 28)
+
+
 # ----------------------------------------------------------------------------- training
 
 def build_model(input_dimension, hidden):
@@ -217,7 +232,7 @@ def train_epoch(model, loss, x, y, velocities, lr, args, rng):
     total = 0.0
     for start in range(0, len(x), args.batch_size):
         batch = order[start:start + args.batch_size]
-        output = forward(model, x[batch])
+        output = forward(model, random_shifts(x[batch], args.shift_pixels, rng))
         total += loss.forward(output, y[batch]).sum()
         backward(model, loss.backward())        # per-sample gradients of per-sample losses
         for layer, layer_velocity in zip(model, velocities):
@@ -315,11 +330,14 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--data', default=os.path.join('data', 'full-mnist.npz'))
     parser.add_argument('--classes', type=int, nargs=2, default=(4, 9), metavar=('A', 'B'))
-    parser.add_argument('--epochs', type=int, default=30)
-    parser.add_argument('--lr', type=float, default=0.05)
+    parser.add_argument('--epochs', type=int, default=20)
+    parser.add_argument('--lr', type=float, default=0.05, help='initial learning rate (cosine decay)')
     parser.add_argument('--momentum', type=float, default=0.9)
-    parser.add_argument('--batch-size', type=int, default=64)
+    parser.add_argument('--batch-size', type=int, default=32,
+                        help='32 keeps the per-sample gradients (batch x 784 x 128) small enough to reuse memory')
     parser.add_argument('--hidden', type=int, nargs='*', default=[128, 64], help='hidden layer widths')
+    parser.add_argument('--shift-pixels', type=int, default=1,
+                        help='augmentation: random translation of training images by up to this many pixels')
     parser.add_argument('--seed', type=int, default=1)
     parser.add_argument('--val-fraction', type=float, default=0.1)
     parser.add_argument('--log-every', type=int, default=5, help='epochs between progress lines')

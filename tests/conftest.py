@@ -38,8 +38,9 @@ def fashion_root():
 @pytest.fixture(scope='session')
 def data_mirror():
     """The mirror folder (layout of ../shared/data): $DATA_MIRROR, else ../shared/data beside the repo."""
-    mirror = os.environ.get('DATA_MIRROR') or os.path.join(REPO, '..', 'shared', 'data')
-    return _require(os.path.join(os.path.abspath(mirror), 'mnist', 'full-mnist.npz')).rsplit(os.sep, 2)[0]
+    mirror = os.path.abspath(os.environ.get('DATA_MIRROR') or os.path.join(REPO, '..', 'shared', 'data'))
+    _require(os.path.join(mirror, 'mnist', 'full-mnist.npz'))
+    return mirror
 
 
 @pytest.fixture(scope='session')

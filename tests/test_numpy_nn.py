@@ -249,3 +249,16 @@ def test_committed_figures_exist(repo):
     for name in ('numpy_nn_training.png', 'numpy_nn_classification.png'):
         image = matplotlib.image.imread(f'{repo}/{name}')
         assert image.shape[0] > 300 and image.shape[1] > 500
+
+
+def test_random_shifts_translate_each_image_within_bounds(rng):
+    image = np.zeros((28, 28))
+    image[10:14, 12:15] = 1.0
+    x = np.repeat(image.reshape(1, 784), 50, axis=0)
+    shifted = numpy_nn.random_shifts(x, 1, rng).reshape(50, 28, 28)
+    assert shifted.shape == (50, 28, 28)
+    np.testing.assert_allclose(shifted.sum(axis=(1, 2)), image.sum())       # the blob moved whole
+    rows, cols = np.nonzero(shifted.max(axis=0))
+    assert rows.min() == 9 and rows.max() == 14 and cols.min() == 11 and cols.max() == 15
+    assert len({s.tobytes() for s in shifted}) > 5                           # different per image
+    assert numpy_nn.random_shifts(x, 0, rng) is x
