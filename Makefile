@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-DATA   := data
+DATA   ?= data
+ZIP    ?= submission.zip
 DATA_MIRROR ?=
 export DATA_MIRROR
 
@@ -52,13 +53,13 @@ test: install data
 	@echo "==> test: pytest"
 	$(PY) -m pytest tests
 
-zip:
-	@echo "==> zip: building submission.zip"
-	$(PY) tools/submission.py zip --out submission.zip
+zip: install
+	@echo "==> zip: building $(ZIP)"
+	$(PY) tools/submission.py zip --out $(ZIP)
 
 check-zip: install data
-	@echo "==> check-zip: emulating the grader on submission.zip"
-	$(PY) tools/submission.py check submission.zip --data $(DATA)
+	@echo "==> check-zip: emulating the grader on $(ZIP)"
+	$(PY) tools/submission.py check $(ZIP) --data $(DATA)
 
 clean:
 	@echo "==> clean: removing generated files"

@@ -23,13 +23,17 @@ def run(script, *args, cwd=REPO):
                           env={**os.environ, 'DATA_MIRROR': ''})
 
 
+def make(*args):
+    return subprocess.run(['make', '--no-print-directory', *args], cwd=REPO, capture_output=True, text=True)
+
+
 # ----------------------------------------------------------------------------- make data
 
-def test_fetch_from_mirror_into_empty_folder_then_idempotent(tmp_path, data_mirror):
+def test_make_data_from_mirror_into_empty_folder_then_idempotent(tmp_path, data_mirror):
     out = tmp_path / 'data'
-    first = run(FETCH, '--out', str(out), '--mirror', data_mirror, '--offline')
-    assert first.returncode == 0, first.stderr
-    assert 'from mirror' in first.stdout
+    first = make('data', f'DATA={out}', f'DATA_MIRROR={data_mirror}')
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert 'Fashion-MNIST: from mirror' in first.stdout and 'MNIST: from mirror' in first.stdout
     raw = out / 'FashionMNIST' / 'raw'
     assert sorted(os.listdir(raw)) == sorted(FASHION_FILES)
     with open(raw / 'train-images-idx3-ubyte', 'rb') as file:
@@ -40,8 +44,8 @@ def test_fetch_from_mirror_into_empty_folder_then_idempotent(tmp_path, data_mirr
         assert sorted(np.unique(mnist['y_test'])) == list(range(10))
 
     mtimes = {path: os.stat(path).st_mtime_ns for path in [*raw.iterdir(), out / 'full-mnist.npz']}
-    second = run(FETCH, '--out', str(out), '--mirror', data_mirror, '--offline')
-    assert second.returncode == 0, second.stderr
+    second = make('data', f'DATA={out}', f'DATA_MIRROR={data_mirror}')
+    assert second.returncode == 0, second.stdout + second.stderr
     assert second.stdout.count('already in') == 2
     assert {path: os.stat(path).st_mtime_ns for path in mtimes} == mtimes
 
@@ -83,8 +87,8 @@ def test_damaged_file_is_named_and_nothing_half_written(tmp_path, data_mirror):
 @pytest.fixture(scope='module')
 def good_zip(tmp_path_factory):
     path = tmp_path_factory.mktemp('zip') / 'submission.zip'
-    result = run(SUBMISSION, 'zip', '--out', str(path))
-    assert result.returncode == 0, result.stderr
+    result = make('zip', f'ZIP={path}')
+    assert result.returncode == 0, result.stdout + result.stderr
     return path
 
 
@@ -110,8 +114,8 @@ def test_zip_holds_exactly_the_five_files_at_its_root(good_zip):
         assert len(archive.namelist()) == len(UPLOAD_FILES)
 
 
-def test_check_zip_passes_on_the_committed_artifacts(good_zip, fashion_root):
-    result = check(good_zip)
+def test_make_check_zip_passes_on_the_committed_artifacts(good_zip, fashion_root):
+    result = make('check-zip', f'ZIP={good_zip}')
     assert result.returncode == 0, result.stdout + result.stderr
     assert 'four layer examples OK' in result.stdout
     assert 'check-zip: OK' in result.stdout
