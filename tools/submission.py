@@ -84,7 +84,10 @@ def run_grader_emulation(folder, data):
     completed = subprocess.run(command, cwd=folder, capture_output=True, text=True)
     sys.stdout.write(completed.stdout)
     if completed.returncode != 0:
-        raise SubmissionError(completed.stderr.strip().splitlines()[-1] if completed.stderr.strip()
+        stderr = completed.stderr
+        if 'FAILED: ' in stderr:
+            raise SubmissionError(' '.join(stderr[stderr.rindex('FAILED: ') + len('FAILED: '):].split()))
+        raise SubmissionError(stderr.strip().splitlines()[-1] if stderr.strip()
                               else f'the grader emulation exited with {completed.returncode}')
 
 
