@@ -14,6 +14,7 @@ Nothing runs at import time, and nothing is downloaded: ``make data`` puts the
 data set in ``data/FashionMNIST/raw/``.
 """
 import argparse
+import copy
 import math
 import os
 import time
@@ -332,7 +333,6 @@ class WeightAverage:
     """Exponential moving average of a model's parameters and buffers (used for evaluation)."""
 
     def __init__(self, model, decay):
-        import copy
         self.model = copy.deepcopy(model).eval()
         self.decay = decay
 
