@@ -97,7 +97,7 @@ class MyNet(nn.Module):
             conv_bn_relu(32, 64), conv_bn_relu(64, 64), nn.MaxPool2d(2),
             conv_bn_relu(64, 128), conv_bn_relu(128, 128), nn.MaxPool2d(2),
         )
-        self.dropout = nn.Dropout(0.2)
+        self.dropout = nn.Dropout(0.1)
         self.fc = nn.Linear(128 * 3 * 3, 10)
 
     def forward(self, x):
@@ -157,7 +157,7 @@ def _chosen(n, p, generator):
     return torch.rand(n, generator=generator) < p
 
 
-def random_affine(x, generator, max_degrees=8.0, scale=(0.92, 1.08), max_shift=0.1):
+def random_affine(x, generator, max_degrees=6.0, scale=(0.94, 1.06), max_shift=0.1):
     """Rotation, scaling, translation (in units of half the image) and a horizontal flip per image."""
     n = x.shape[0]
     angle = _uniform(n, -max_degrees, max_degrees, generator) * math.pi / 180
@@ -172,7 +172,7 @@ def random_affine(x, generator, max_degrees=8.0, scale=(0.92, 1.08), max_shift=0
     return F.grid_sample(x, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
 
 
-def random_erasing(x, generator, p=0.3, area=(0.02, 0.2), log_ratio=(-1.2, 1.2)):
+def random_erasing(x, generator, p=0.2, area=(0.02, 0.2), log_ratio=(-1.2, 1.2)):
     """Fill a random rectangle of each chosen image with one random grey level."""
     n, _, h, w = x.shape
     target_area = _uniform(n, *area, generator) * h * w
@@ -201,7 +201,7 @@ def gaussian_blur(x, sigma):
 
 
 PHOTOMETRIC_PROBABILITIES = {'blur': 0.1, 'gamma': 0.3, 'gain': 0.3, 'ramp': 0.1, 'invert': 0.05,
-                             'noise': 0.15, 'salt_pepper': 0.05}
+                             'noise': 0.1, 'salt_pepper': 0.05}
 
 
 def photometric_shift(x, generator, p=PHOTOMETRIC_PROBABILITIES):
