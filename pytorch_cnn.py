@@ -205,7 +205,7 @@ PHOTOMETRIC_PROBABILITIES = {'blur': 0.1, 'gamma': 0.3, 'gain': 0.3, 'ramp': 0.1
 
 
 def photometric_shift(x, generator, p=PHOTOMETRIC_PROBABILITIES):
-    """Photo-like corruptions, each applied to a random part of the batch (share p[name]); x in [0, 1]."""
+    """Photo-like corruptions; each one hits a random fraction p[name] of the batch. x in [0, 1]."""
     n = x.shape[0]
     ones = torch.ones(n)
 
