@@ -203,8 +203,8 @@ def gaussian_blur(x, sigma):
     return F.conv2d(padded, kernels, groups=x.shape[0]).transpose(0, 1)
 
 
-PHOTOMETRIC_PROBABILITIES = {'blur': 0.1, 'gamma': 0.3, 'gain': 0.3, 'ramp': 0.1, 'invert': 0.05,
-                             'noise': 0.1, 'salt_pepper': 0.05}
+PHOTOMETRIC_PROBABILITIES = {'blur': 0.05, 'gamma': 0.15, 'gain': 0.15, 'ramp': 0.05, 'invert': 0.025,
+                             'noise': 0.05, 'salt_pepper': 0.025}
 
 
 def photometric_shift(x, generator, p=PHOTOMETRIC_PROBABILITIES):

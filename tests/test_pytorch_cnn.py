@@ -139,8 +139,8 @@ def test_committed_model_size():
 
 
 def test_committed_model_test_accuracy(committed_test_accuracy):
-    # The committed model measures 93.51%; the 94% target of issue 4 is not reached yet (see README).
-    assert committed_test_accuracy >= 93.2
+    # The committed model measures 93.65%; the 94% target of issue 4 is not reached yet (see README).
+    assert committed_test_accuracy >= 93.3
 
 
 @pytest.mark.parametrize('shift', pytorch_cnn.PHOTOMETRIC_SHIFTS)
