@@ -160,19 +160,43 @@ def _chosen(n, p, generator):
     return torch.rand(n, generator=generator) < p
 
 
-def random_affine(x, generator, max_degrees=6.0, scale=(0.94, 1.06), max_shift=0.1):
-    """Rotation, scaling, translation (in units of half the image) and a horizontal flip per image."""
+def random_shift_flip(x, generator, max_pixels=1):
+    """Whole-pixel translation by up to ``max_pixels`` and a horizontal flip, each per image.
+
+    Exact: pixels are moved, never interpolated, so the images stay as sharp as the
+    test images (bilinear resampling blurs them). x: (B, 1, H, W) -> same shape, zero fill.
+    """
+    n, _, h, w = x.shape
+    flip = _chosen(n, 0.5, generator)
+    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    padded = F.pad(x, (max_pixels,) * 4)
+    top = torch.randint(0, 2 * max_pixels + 1, (n, 1, 1), generator=generator)
+    left = torch.randint(0, 2 * max_pixels + 1, (n, 1, 1), generator=generator)
+    rows = top + torch.arange(h).view(1, h, 1)
+    cols = left + torch.arange(w).view(1, 1, w)
+    return padded[torch.arange(n).view(-1, 1, 1), 0, rows, cols].unsqueeze(1)
+
+
+def random_rotate_scale(x, generator, max_degrees=8.0, scale=(0.92, 1.08)):
+    """Rotation and scaling about the centre per image (bilinear resampling)."""
     n = x.shape[0]
     angle = _uniform(n, -max_degrees, max_degrees, generator) * math.pi / 180
     zoom = _uniform(n, *scale, generator)
-    flip = torch.where(_chosen(n, 0.5, generator), -1.0, 1.0)
-    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
-    theta = torch.stack([
-        torch.stack([cos * flip, -sin, _uniform(n, -max_shift, max_shift, generator)], dim=1),
-        torch.stack([sin * flip, cos, _uniform(n, -max_shift, max_shift, generator)], dim=1),
-    ], dim=1)
+    cos, sin, zero = torch.cos(angle) / zoom, torch.sin(angle) / zoom, torch.zeros(n)
+    theta = torch.stack([torch.stack([cos, -sin, zero], dim=1),
+                         torch.stack([sin, cos, zero], dim=1)], dim=1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
+
+
+ROTATE_PROBABILITY = 0.3    # the rest of the images keep their pixels exactly
+
+
+def random_geometry(x, generator):
+    """Every image shifted and maybe flipped; a ROTATE_PROBABILITY fraction also rotated and scaled."""
+    x = random_shift_flip(x, generator)
+    rotated = _chosen(x.shape[0], ROTATE_PROBABILITY, generator)
+    return torch.where(rotated.view(-1, 1, 1, 1), random_rotate_scale(x, generator), x)
 
 
 def random_erasing(x, generator, p=0.2, area=(0.02, 0.2), log_ratio=(-1.2, 1.2)):
@@ -254,7 +278,7 @@ def augment(x, generator, photometric=1.0):
 
     ``photometric`` scales every probability in PHOTOMETRIC_PROBABILITIES (0 turns them off).
     """
-    x = random_affine(x, generator)
+    x = random_geometry(x, generator)
     x = random_erasing(x, generator)
     p = {name: min(1.0, photometric * probability) for name, probability in PHOTOMETRIC_PROBABILITIES.items()}
     return photometric_shift(x, generator, p)
@@ -494,7 +518,8 @@ def plot_training(history, path):
     loss_axis.legend()
     accuracy_axis.plot(epochs, history['val'], label='validation, clean')
     accuracy_axis.plot(epochs, history['shifted'], label='validation, shift suite')
-    accuracy_axis.set(xlabel='epoch', ylabel='accuracy [%]', title='Validation accuracy')
+    accuracy_axis.set(xlabel='epoch', ylabel='accuracy [%]',
+                      title='Validation accuracy of the EMA weights (single view)')
     accuracy_axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)

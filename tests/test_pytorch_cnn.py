@@ -121,6 +121,31 @@ def test_augment_keeps_range_and_shape_and_is_seeded(test_set):
     assert (first - images).abs().mean() > 0.05
 
 
+def test_shift_flip_moves_whole_pixels_without_blurring():
+    images = torch.zeros(200, 1, 28, 28)
+    images[:, :, 1:-1, 1:-1] = torch.rand(200, 1, 26, 26, generator=torch.Generator().manual_seed(0))
+    moved = pytorch_cnn.random_shift_flip(images, torch.Generator().manual_seed(1), max_pixels=1)
+    # every image is some (dy, dx) in [-1, 1]^2 shift of itself or of its mirror image
+    matched = torch.zeros(200, dtype=torch.bool)
+    offsets = []
+    for source in (images, images.flip(-1)):
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                hit = (source.roll((dy, dx), dims=(-2, -1)) == moved).all(dim=(1, 2, 3))
+                offsets.append(hit.float().mean().item())
+                matched |= hit
+    assert matched.all()
+    assert min(offsets) > 0.02                      # all 18 (flip, dy, dx) combinations occur
+
+
+def test_rotation_hits_only_a_fraction_of_the_images(test_set, monkeypatch):
+    images = test_set[0][:1000]
+    monkeypatch.setattr(pytorch_cnn, 'random_shift_flip', lambda x, generator: x)
+    geometry = pytorch_cnn.random_geometry(images, torch.Generator().manual_seed(2))
+    untouched = (geometry == images).all(dim=(1, 2, 3)).float().mean().item()
+    assert abs(untouched - (1 - pytorch_cnn.ROTATE_PROBABILITY)) < 0.05
+
+
 def test_gaussian_blur_preserves_constant_images_and_spreads_a_point():
     flat = torch.full((2, 1, 9, 9), 0.3)
     torch.testing.assert_close(pytorch_cnn.gaussian_blur(flat, torch.tensor([0.5, 1.5])), flat)
@@ -139,8 +164,8 @@ def test_committed_model_size():
 
 
 def test_committed_model_test_accuracy(committed_test_accuracy):
-    # The committed model measures 93.65%; the 94% target of issue 4 is not reached yet (see README).
-    assert committed_test_accuracy >= 93.3
+    # The committed model measures 94.20% (README); issue 4 asks this test for 94%.
+    assert committed_test_accuracy >= 94.0
 
 
 @pytest.mark.parametrize('shift', pytorch_cnn.PHOTOMETRIC_SHIFTS)
@@ -185,7 +210,7 @@ def test_one_training_epoch_on_a_subset_beats_chance(fashion_root):
 def test_photometric_factor_zero_leaves_only_geometry_and_erasing(test_set):
     images = test_set[0][:64]
     generator = torch.Generator().manual_seed(5)
-    geometry_only = pytorch_cnn.random_erasing(pytorch_cnn.random_affine(images, generator), generator)
+    geometry_only = pytorch_cnn.random_erasing(pytorch_cnn.random_geometry(images, generator), generator)
     augmented = pytorch_cnn.augment(images, torch.Generator().manual_seed(5), photometric=0.0)
     torch.testing.assert_close(augmented, geometry_only)
     shifted = pytorch_cnn.augment(images, torch.Generator().manual_seed(5), photometric=1.0)
