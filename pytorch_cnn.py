@@ -177,16 +177,20 @@ def random_shift_flip(x, generator, max_pixels=1):
     return padded[torch.arange(n).view(-1, 1, 1), 0, rows, cols].unsqueeze(1)
 
 
-def random_rotate_scale(x, generator, max_degrees=8.0, scale=(0.92, 1.08)):
-    """Rotation and scaling about the centre per image (bilinear resampling)."""
-    n = x.shape[0]
-    angle = _uniform(n, -max_degrees, max_degrees, generator) * math.pi / 180
-    zoom = _uniform(n, *scale, generator)
-    cos, sin, zero = torch.cos(angle) / zoom, torch.sin(angle) / zoom, torch.zeros(n)
+def rotate_scale(x, angle, zoom):
+    """Rotate each image x[i] (B, 1, H, W) by angle[i] radians and scale it by zoom[i] about its centre."""
+    cos, sin, zero = torch.cos(angle) / zoom, torch.sin(angle) / zoom, torch.zeros_like(angle)
     theta = torch.stack([torch.stack([cos, -sin, zero], dim=1),
                          torch.stack([sin, cos, zero], dim=1)], dim=1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
+
+
+def random_rotate_scale(x, generator, max_degrees=8.0, scale=(0.92, 1.08)):
+    """Rotation and scaling about the centre per image (bilinear resampling)."""
+    n = x.shape[0]
+    angle = _uniform(n, -max_degrees, max_degrees, generator) * math.pi / 180
+    return rotate_scale(x, angle, _uniform(n, *scale, generator))
 
 
 ROTATE_PROBABILITY = 0.3    # the rest of the images keep their pixels exactly
@@ -287,11 +291,8 @@ def augment(x, generator, photometric=1.0):
 # ----------------------------------------------------------------------------- shift suite
 
 def _rotate(x, degrees):
-    angle = math.radians(degrees)
-    theta = torch.tensor([[math.cos(angle), -math.sin(angle), 0.0],
-                          [math.sin(angle), math.cos(angle), 0.0]]).expand(x.shape[0], 2, 3)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
+    n = x.shape[0]
+    return rotate_scale(x, torch.full((n,), math.radians(degrees)), torch.ones(n))
 
 
 def _with_noise(x, std, seed):
