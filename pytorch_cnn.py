@@ -86,7 +86,7 @@ class MyNet(nn.Module):
     """A VGG-style CNN behind a brightness/contrast/polarity-invariant input stage.
 
     28x28: conv 32 -> pool -> 14x14: conv 64, conv 64 -> pool -> 7x7: conv 192, conv 192
-    -> pool to 3x3 -> dropout -> linear 1728 -> 256 -> ReLU -> dropout -> linear 256 -> 10.
+    -> pool to 3x3 -> linear 1728 -> 256 -> ReLU -> linear 256 -> 10.
     944,234 parameters and 33M multiply-adds per image.
     """
 
@@ -98,8 +98,7 @@ class MyNet(nn.Module):
             conv_bn_relu(64, 192), conv_bn_relu(192, 192), nn.MaxPool2d(2),
         )
         self.classifier = nn.Sequential(
-            nn.Dropout(0.1), nn.Linear(192 * 3 * 3, 256), nn.ReLU(inplace=True),
-            nn.Dropout(0.2), nn.Linear(256, 10),
+            nn.Linear(192 * 3 * 3, 256), nn.ReLU(inplace=True), nn.Linear(256, 10),
         )
 
     def forward(self, x):
