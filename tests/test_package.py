@@ -163,3 +163,27 @@ def test_check_zip_rejects_a_model_of_another_shape(good_zip, tmp_path):
     result = check(broken)
     assert result.returncode != 0
     assert 'model.pt: does not load into MyNet()' in result.stderr
+
+
+# ----------------------------------------------------------------------------- GPU sweep tool
+
+def test_gpu_sweep_dry_run_scores_every_config_and_keeps_their_models(tmp_path, fashion_root):
+    import torch
+    import pytorch_cnn
+    out = tmp_path / 'sweep'
+    result = run(os.path.join(REPO, 'tools', 'gpu_sweep.py'), '--dry-run', '--configs', 'base,dropout',
+                 '--seeds', '1', '--workers', '2', '--poll', '0.5', '--out', str(out), '--data', fashion_root)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    rows = {line.split()[0]: line.split() for line in (out / 'summary.txt').read_text().splitlines()[3:]}
+    assert set(rows) == {'base', 'dropout'}
+    for name, row in rows.items():
+        runs, clean, shifted = int(row[1]), float(row[2]), float(row[3])
+        assert runs == 1 and 10.0 < clean <= 100.0 and 10.0 < shifted <= 100.0, row
+    logs = (out / 'logs.txt').read_text()
+    assert logs.count('epoch   2/2') == 2 and logs.count('RESULT ') == 2
+
+    base = torch.load(out / 'base-s1.pt', map_location='cpu', weights_only=True)
+    pytorch_cnn.MyNet().load_state_dict(base)
+    with_dropout = torch.load(out / 'dropout-s1.pt', map_location='cpu', weights_only=True)
+    assert 'classifier.4.weight' in with_dropout and 'classifier.4.weight' not in base

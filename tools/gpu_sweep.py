@@ -1,0 +1,201 @@
+"""Recipe sweep for MyNet: many full trainings side by side on one GPU, scored on the validation split.
+
+    python tools/gpu_sweep.py --out sweep/ --seconds 490 --workers 14              # every config, seeds 1-3
+    python tools/gpu_sweep.py --configs base,no-warp --seeds 1,2 --workers 4
+
+Each job is ``pytorch_cnn.train`` with one config of CONFIGS (changes to today's defaults) and one seed,
+in its own single-threaded process; ``--workers`` of them run at once (on an H100, 14 kept the GPU at
+99% and each 22-epoch run took about 4 minutes). A job's score is the accuracy of its saved model on
+the clean validation split and on the validation shift suite, both with the mirror view as ``classify``
+does. The test set is never read. Jobs that would not finish before ``--seconds`` are not started;
+those still running then are stopped and reported by their last epoch line. ``--out`` receives
+``summary.txt`` (rewritten every few seconds), ``logs.txt`` (every job's log) and the best three models.
+"""
+import argparse
+import functools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+CONFIGS = {
+    'base': {},
+    'erasing0': {'erasing': 0.0},
+    'erasing.1': {'erasing': 0.1},
+    'photometric.5': {'photometric': 0.5},
+    'no-warp': {'warp': 0.0},
+    'warp.15': {'warp': 0.15},
+    'lr.1': {'lr': 0.1},
+    'lr.03': {'lr': 0.03},
+    'wd1e-3': {'weight_decay': 1e-3},
+    'wd2.5e-4': {'weight_decay': 2.5e-4},
+    'ls.05': {'label_smoothing': 0.05},
+    'ls0': {'label_smoothing': 0.0},
+    'dropout': {'dropout': [0.1, 0.2]},
+    'shift2': {'max_pixels': 2},
+    'epochs30': {'epochs': 30},
+}
+FLAGS = ('epochs', 'lr', 'batch_size', 'weight_decay', 'label_smoothing', 'ema_decay', 'photometric')
+
+
+def with_dropout(P, first, second):
+    """A MyNet whose head has dropout before each linear layer (the head before 2026-11-27)."""
+    import torch.nn as nn
+
+    class MyNetWithDropout(P.MyNet):
+        def __init__(self):
+            super().__init__()
+            linear1, relu, linear2 = self.classifier
+            self.classifier = nn.Sequential(nn.Dropout(first), linear1, relu, nn.Dropout(second), linear2)
+    return MyNetWithDropout
+
+
+def work(name, config, data_root, run_dir):
+    """One job: train with ``config`` (a CONFIGS entry plus 'seed'), then print its RESULT line."""
+    import torch
+    torch.set_num_threads(1)
+    torch.backends.cudnn.benchmark = True
+    sys.path.insert(0, REPO)
+    import pytorch_cnn as P
+    if 'erasing' in config:
+        P.random_erasing = functools.partial(P.random_erasing, p=config['erasing'])
+    if 'warp' in config:
+        P.ROTATE_PROBABILITY = config['warp']
+    if 'max_pixels' in config:
+        P.random_shift_flip = functools.partial(P.random_shift_flip, max_pixels=config['max_pixels'])
+    model_class = with_dropout(P, *config['dropout']) if 'dropout' in config else P.MyNet
+    P.MODELS['MyNet'] = model_class
+    out = os.path.join(run_dir, f'{name}.pt')
+    argv = ['--seed', str(config['seed']), '--data', data_root, '--out', out,
+            '--plot', os.path.join(run_dir, f'{name}.png')]
+    argv += ['--dry-run'] if config.get('dry_run') else []
+    for key in FLAGS:
+        if key in config:
+            argv += ['--' + key.replace('_', '-'), str(config[key])]
+    started = time.time()
+    train_args = P.parse_args(argv)
+    if train_args.dry_run:
+        train_args.epochs = min(train_args.epochs, 2)       # as pytorch_cnn.main does
+    P.train(train_args)
+    model = P.load_model(out, model_class).to(P.pick_device())
+    images, labels = P.load_fashion_mnist(data_root, train=True)
+    _, (val_x, val_y) = P.split_train_val(images, labels, 5000)
+    if config.get('dry_run'):
+        val_x, val_y = val_x[:512], val_y[:512]
+    shifted_x, shifted_y = P.shifted_validation_set(val_x, val_y)
+    clean, shifted = P.accuracy(model, val_x, val_y), P.accuracy(model, shifted_x, shifted_y)
+    print('RESULT ' + json.dumps({'name': name, 'clean': clean, 'shifted': shifted,
+                                  'score': (clean + shifted) / 2, 'minutes': (time.time() - started) / 60}),
+          flush=True)
+
+
+def last_epoch_line(log_path):
+    with open(log_path) as handle:
+        epochs = [line.strip() for line in handle if line.startswith('epoch')]
+    return epochs[-1] if epochs else 'no epoch yet'
+
+
+def summary_text(results, running, queued, elapsed, run_dir):
+    """A table: per config, the mean over its finished seeds, then each seed; then the unfinished jobs."""
+    lines = [f'elapsed {elapsed:.0f} s, {len(running)} running, {queued} queued', '',
+             f'{"config":14s} {"n":>2s} {"clean":>6s} {"shifted":>7s} {"score":>6s}   per seed: clean/shifted']
+    for config in dict.fromkeys(result['config'] for result in results):
+        runs = sorted((r for r in results if r['config'] == config), key=lambda r: r['seed'])
+        mean = {key: statistics.mean(r[key] for r in runs) for key in ('clean', 'shifted', 'score')}
+        seeds = '  '.join(f's{r["seed"]} {r["clean"]:.2f}/{r["shifted"]:.2f} ({r["minutes"]:.1f} min)' for r in runs)
+        lines.append(f'{config:14s} {len(runs):2d} {mean["clean"]:6.2f} {mean["shifted"]:7.2f} '
+                     f'{mean["score"]:6.2f}   {seeds}')
+    lines += [f'unfinished {name}: {last_epoch_line(os.path.join(run_dir, name + ".log"))}'
+              for name in sorted(running)]
+    return '\n'.join(lines) + '\n'
+
+
+def drive(args):
+    """Run the jobs, at most args.workers at a time, and write summary.txt, logs.txt and the best models."""
+    os.makedirs(args.out, exist_ok=True)
+    run_dir = tempfile.mkdtemp(prefix='gpu_sweep_')
+    extra = {'dry_run': True} if args.dry_run else {}
+    queue = [(f'{config}-s{seed}', config, dict(CONFIGS[config], seed=seed, **extra))
+             for seed in args.seeds for config in args.configs]
+    env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONUNBUFFERED='1')
+    running, results, durations, started = {}, [], [], time.time()
+
+    def write_summary():
+        text = summary_text(results, running, len(queue), time.time() - started, run_dir)
+        with open(os.path.join(args.out, 'summary.txt'), 'w') as handle:
+            handle.write(text)
+        return text
+
+    while queue or running:
+        left = args.seconds - (time.time() - started)
+        expected = statistics.median(durations) if durations else 0.0
+        if left <= 0.9 * expected:
+            queue.clear()
+        while queue and len(running) < args.workers:
+            name, config, spec = queue.pop(0)
+            log = open(os.path.join(run_dir, f'{name}.log'), 'w')
+            process = subprocess.Popen([sys.executable, os.path.abspath(__file__), '--work', name, json.dumps(spec),
+                                        '--data', args.data, '--out', run_dir],
+                                       stdout=log, stderr=subprocess.STDOUT, env=env)
+            running[name] = (process, config, spec['seed'], time.time(), log)
+        if left <= 0:
+            write_summary()
+            for process, *_ in running.values():
+                process.kill()
+            break
+        time.sleep(args.poll)
+        for name, (process, config, seed, begun, log) in list(running.items()):
+            if process.poll() is None:
+                continue
+            log.close()
+            del running[name]
+            durations.append(time.time() - begun)
+            with open(os.path.join(run_dir, f'{name}.log')) as handle:
+                found = [line for line in handle if line.startswith('RESULT ')]
+            if found:
+                results.append(dict(json.loads(found[-1][len('RESULT '):]), config=config, seed=seed))
+        write_summary()
+    text = write_summary() if not running else open(os.path.join(args.out, 'summary.txt')).read()
+    with open(os.path.join(args.out, 'logs.txt'), 'w') as combined:
+        for name in sorted(os.listdir(run_dir)):
+            if name.endswith('.log'):
+                with open(os.path.join(run_dir, name)) as handle:
+                    combined.write(f'===== {name}\n{handle.read()}')
+    for result in sorted(results, key=lambda r: -r['score'])[:3]:
+        path = os.path.join(run_dir, f'{result["name"]}.pt')
+        if os.path.exists(path):
+            os.replace(path, os.path.join(args.out, os.path.basename(path)))
+    print(text, end='')
+    return results
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--out', default='sweep', help='folder for summary.txt, logs.txt and the best models')
+    parser.add_argument('--data', default=os.path.join(REPO, 'data'), help='folder holding FashionMNIST/raw')
+    parser.add_argument('--configs', type=lambda text: text.split(','), default=list(CONFIGS),
+                        help='comma-separated names from: ' + ', '.join(CONFIGS))
+    parser.add_argument('--seeds', type=lambda text: [int(s) for s in text.split(',')], default=[1, 2, 3])
+    parser.add_argument('--seconds', type=float, default=490, help='no job starts that would end after this')
+    parser.add_argument('--workers', type=int, default=14, help='jobs at once')
+    parser.add_argument('--poll', type=float, default=5.0, help='seconds between checks')
+    parser.add_argument('--dry-run', action='store_true', help='every job a --dry-run training (smoke test)')
+    parser.add_argument('--work', nargs=2, metavar=('NAME', 'CONFIG_JSON'), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.configs if name not in CONFIGS]
+    if unknown:
+        parser.error(f'unknown config(s) {unknown}; choose from {list(CONFIGS)}')
+    return args
+
+
+if __name__ == '__main__':
+    arguments = parse_args()
+    if arguments.work:
+        work(arguments.work[0], json.loads(arguments.work[1]), arguments.data, arguments.out)
+    else:
+        drive(arguments)
