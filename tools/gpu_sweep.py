@@ -3,7 +3,7 @@
     python tools/gpu_sweep.py --out sweep/ --seconds 490 --workers 14              # every config, seeds 1-3
     python tools/gpu_sweep.py --configs base,no-warp --seeds 1,2 --workers 4
 
-Each job is ``pytorch_cnn.train`` with one config of CONFIGS (changes to today's defaults) and one seed,
+Each job is ``pytorch_cnn.train`` with one config of CONFIGS (changes to the current defaults) and one seed,
 in its own single-threaded process; ``--workers`` of them run at once (on an H100, 14 kept the GPU at
 99% and each 22-epoch run took about 4 minutes). A job's score is the accuracy of its saved model on
 the clean validation split and on the validation shift suite, both with the mirror view as ``classify``
@@ -85,7 +85,7 @@ def work(name, config, data_root, run_dir):
     model = P.load_model(out, model_class).to(P.pick_device())
     images, labels = P.load_fashion_mnist(data_root, train=True)
     _, (val_x, val_y) = P.split_train_val(images, labels, 5000)
-    if config.get('dry_run'):
+    if train_args.dry_run:
         val_x, val_y = val_x[:512], val_y[:512]
     shifted_x, shifted_y = P.shifted_validation_set(val_x, val_y)
     clean, shifted = P.accuracy(model, val_x, val_y), P.accuracy(model, shifted_x, shifted_y)
