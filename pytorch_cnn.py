@@ -100,6 +100,9 @@ class MyNet(nn.Module):
         self.classifier = nn.Sequential(
             nn.Linear(192 * 3 * 3, 256), nn.ReLU(inplace=True), nn.Linear(256, 10),
         )
+        # oneDNN's channels-last convolutions are about 1.7x faster on a CPU; load_state_dict
+        # copies into these tensors, so a loaded model.pt keeps the layout.
+        self.to(memory_format=torch.channels_last)
 
     def forward(self, x):
         """x: (B, 1, 28, 28) float, any brightness scale -> log-probabilities (B, 10)."""
@@ -127,28 +130,53 @@ def as_image_batch(x):
     return x
 
 
-def classify(model, x, batch_size=256, mirror=True):
+def shift_image(x, rows, columns):
+    """x (B, C, H, W) moved down by ``rows`` and right by ``columns`` (each -1, 0 or 1), edge pixels repeated."""
+    h, w = x.shape[-2:]
+    padded = F.pad(x, (1, 1, 1, 1), mode='replicate')
+    return padded[..., 1 - rows:1 - rows + h, 1 - columns:1 - columns + w]
+
+
+def view(x, mirrored, rows, columns):
+    """One test-time view of images x (B, 1, H, W): maybe mirrored, then shifted (see ``shift_image``)."""
+    x = shift_image(x.flip(-1) if mirrored else x, rows, columns)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+# classify's views (mirrored, rows, columns) in the order it adds them: the image, its mirror image,
+# then the one-pixel shifts of both, as the training augmentation shows them
+VIEW_STAGES = (((False, 0, 0),), ((True, 0, 0),),
+               tuple((mirrored, rows, columns) for mirrored in (False, True)
+                     for rows, columns in ((0, 1), (0, -1), (1, 0), (-1, 0))))
+SURE = 0.75     # an image gets its next views while its winning class has less mean probability
+
+
+def classify(model, x, batch_size=256, tta=True):
     """Predicted labels (B,) int64 for images x (see ``as_image_batch`` for accepted forms).
 
-    Runs in eval mode without gradients on the model's device, averaging the
-    predictions for each image and its mirror image (unless ``mirror`` is False),
-    then restores the mode the model was in. Float input in 0..255 works too:
-    ``MyNet`` ignores scale.
+    Runs in eval mode without gradients on the model's device, then restores the
+    mode the model was in. A prediction is the mean class probability over the
+    views seen; with ``tta`` (test-time augmentation) the images whose winning
+    class gets less than SURE see the next stage of VIEW_STAGES, up to ten views.
+    On the validation split this matches ten views for every image, at the cost of
+    about two. Float input in 0..255 works too: ``MyNet`` ignores scale.
     """
     device = next(model.parameters()).device
     images = as_image_batch(x)
     was_training = model.training
     model.eval()
-    labels = []
+    summed = torch.zeros(len(images), 10)
+    unsure, views_seen = torch.arange(len(images)), 0
     with torch.no_grad():
-        for batch in images.split(batch_size):
-            batch = batch.to(device).contiguous(memory_format=torch.channels_last)
-            probabilities = model(batch).exp()
-            if mirror:
-                probabilities += model(batch.flip(-1)).exp()
-            labels.append(probabilities.argmax(dim=1).cpu())
+        for stage in VIEW_STAGES if tta else VIEW_STAGES[:1]:
+            for start in range(0, len(unsure), batch_size):
+                chosen = unsure[start:start + batch_size]
+                batch = images[chosen].to(device)
+                summed[chosen] += sum(model(view(batch, *how)).exp() for how in stage).cpu()
+            views_seen += len(stage)
+            unsure = unsure[summed[unsure].max(dim=1).values < SURE * views_seen]
     model.train(was_training)
-    return torch.cat(labels) if labels else torch.zeros(0, dtype=torch.int64)
+    return summed.argmax(dim=1)
 
 
 # ----------------------------------------------------------------------------- augmentation
@@ -315,9 +343,9 @@ SHIFTS = {
 PHOTOMETRIC_SHIFTS = ('brighter +0.4', 'low contrast x0.3', 'gamma 0.5', 'gamma 2.0', 'inverted')
 
 
-def accuracy(model, images, labels, mirror=True):
+def accuracy(model, images, labels, tta=True):
     """Percentage of correctly classified images (float tensors (N,1,28,28) in [0,1])."""
-    return 100.0 * (classify(model, images, mirror=mirror) == labels).double().mean().item()
+    return 100.0 * (classify(model, images, tta=tta) == labels).double().mean().item()
 
 
 def shift_suite(model, images, labels):
@@ -453,8 +481,8 @@ def train(args):
             epoch_start = time.time()
             loss = train_one_epoch(model, average, optimizer, scheduler, train_x, train_y,
                                    args, device, generator)
-            val_accuracy = accuracy(average.model, val_x, val_y, mirror=False)
-            shifted_accuracy = accuracy(average.model, shifted_x, shifted_y, mirror=False)
+            val_accuracy = accuracy(average.model, val_x, val_y, tta=False)
+            shifted_accuracy = accuracy(average.model, shifted_x, shifted_y, tta=False)
             for key, value in zip(history, (loss, val_accuracy, shifted_accuracy)):
                 history[key].append(value)
             score = (val_accuracy + shifted_accuracy) / 2

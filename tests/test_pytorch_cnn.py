@@ -3,6 +3,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -85,6 +86,56 @@ def test_state_dict_round_trip(tmp_path):
     loaded.load_state_dict(torch.load(path, map_location='cpu', weights_only=True))
     x = torch.rand(4, 1, 28, 28)
     torch.testing.assert_close(loaded(x), model(x))
+
+
+def test_loaded_mynet_keeps_channels_last_weights(committed_model):
+    # oneDNN's fastest layout on a CPU; classify takes about 1.7x as long with the default one
+    convolutions = [module for module in committed_model.modules() if isinstance(module, torch.nn.Conv2d)]
+    assert len(convolutions) == 5
+    assert all(conv.weight.is_contiguous(memory_format=torch.channels_last) for conv in convolutions)
+    assert not convolutions[-1].weight.is_contiguous()
+
+
+def test_shift_image_moves_one_pixel_and_repeats_the_edge():
+    x = torch.arange(12.0).view(1, 1, 3, 4)
+    torch.testing.assert_close(pytorch_cnn.shift_image(x, 0, 0), x)
+    down = pytorch_cnn.shift_image(x, 1, 0)
+    torch.testing.assert_close(down[..., 1:, :], x[..., :-1, :])
+    torch.testing.assert_close(down[..., 0, :], x[..., 0, :])
+    left = pytorch_cnn.shift_image(x, 0, -1)
+    torch.testing.assert_close(left[..., :-1], x[..., 1:])
+    torch.testing.assert_close(left[..., -1], x[..., -1])
+
+
+def test_view_mirrors_then_shifts():
+    x = torch.arange(12.0).view(1, 1, 3, 4)
+    torch.testing.assert_close(pytorch_cnn.view(x, True, 0, 0), x.flip(-1))
+    torch.testing.assert_close(pytorch_cnn.view(x, True, 1, 0), pytorch_cnn.shift_image(x.flip(-1), 1, 0))
+    assert len({how for stage in pytorch_cnn.VIEW_STAGES for how in stage}) == 10
+
+
+def test_classify_adds_views_only_while_unsure(committed_model, test_set, monkeypatch):
+    images = test_set[0][:1000]
+    committed_model.eval()
+    with torch.no_grad():
+        stages = [sum(committed_model(pytorch_cnn.view(images, *how)).exp() for how in stage)
+                  for stage in pytorch_cnn.VIEW_STAGES]
+    one, two, ten = stages[0], stages[0] + stages[1], sum(stages)
+    labels = [one.argmax(dim=1), two.argmax(dim=1), ten.argmax(dim=1)]
+    assert (labels[0] != labels[2]).any()                 # else this test could not tell them apart
+    sure = [one.max(dim=1).values >= pytorch_cnn.SURE, two.max(dim=1).values >= 2 * pytorch_cnn.SURE]
+    assert 0.8 < sure[0].float().mean() < 0.98
+    expected = torch.where(sure[0], labels[0], torch.where(sure[1], labels[1], labels[2]))
+    torch.testing.assert_close(classify(committed_model, images), expected)
+    torch.testing.assert_close(classify(committed_model, images, tta=False), labels[0])
+    monkeypatch.setattr(pytorch_cnn, 'SURE', 1.01)
+    torch.testing.assert_close(classify(committed_model, images), labels[2])
+
+
+def test_classify_takes_at_most_20_seconds_for_10000_images(committed_model, test_set):
+    started = time.perf_counter()
+    classify(committed_model, test_set[0])
+    assert time.perf_counter() - started <= 20.0
 
 
 # ----------------------------------------------------------------------------- robustness by design

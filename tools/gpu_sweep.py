@@ -6,9 +6,9 @@
 Each job is ``pytorch_cnn.train`` with one config of CONFIGS (changes to the current defaults) and one seed,
 in its own single-threaded process; ``--workers`` of them run at once (on an H100, 14 kept the GPU at
 99% and each 22-epoch run took about 4 minutes). A job's score is the accuracy of its saved model on
-the clean validation split and on the validation shift suite, both with the mirror view as ``classify``
-does. The test set is never read. Jobs that would not finish before ``--seconds`` are not started;
-those still running then are stopped and reported by their last epoch line. ``--out`` receives
+the clean validation split and on the validation shift suite, both as ``classify`` labels them. The
+test set is never read. Jobs that would not finish before ``--seconds`` are not started; those still
+running then are stopped and reported by their last epoch line. ``--out`` receives
 ``summary.txt`` (rewritten every few seconds), ``logs.txt`` (every job's log) and the best three models.
 """
 import argparse
