@@ -137,7 +137,7 @@ def shift_image(x, rows, columns):
     return padded[..., 1 - rows:1 - rows + h, 1 - columns:1 - columns + w]
 
 
-def view(x, mirrored, rows, columns):
+def tta_view(x, mirrored, rows, columns):
     """One test-time view of images x (B, 1, H, W): maybe mirrored, then shifted (see ``shift_image``)."""
     x = shift_image(x.flip(-1) if mirrored else x, rows, columns)
     return x.contiguous(memory_format=torch.channels_last)
@@ -172,7 +172,7 @@ def classify(model, x, batch_size=256, tta=True):
             for start in range(0, len(unsure), batch_size):
                 chosen = unsure[start:start + batch_size]
                 batch = images[chosen].to(device)
-                summed[chosen] += sum(model(view(batch, *how)).exp() for how in stage).cpu()
+                summed[chosen] += sum(model(tta_view(batch, *how)).exp() for how in stage).cpu()
             views_seen += len(stage)
             unsure = unsure[summed[unsure].max(dim=1).values < SURE * views_seen]
     model.train(was_training)

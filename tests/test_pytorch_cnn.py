@@ -107,10 +107,10 @@ def test_shift_image_moves_one_pixel_and_repeats_the_edge():
     torch.testing.assert_close(left[..., -1], x[..., -1])
 
 
-def test_view_mirrors_then_shifts():
+def test_tta_view_mirrors_then_shifts():
     x = torch.arange(12.0).view(1, 1, 3, 4)
-    torch.testing.assert_close(pytorch_cnn.view(x, True, 0, 0), x.flip(-1))
-    torch.testing.assert_close(pytorch_cnn.view(x, True, 1, 0), pytorch_cnn.shift_image(x.flip(-1), 1, 0))
+    torch.testing.assert_close(pytorch_cnn.tta_view(x, True, 0, 0), x.flip(-1))
+    torch.testing.assert_close(pytorch_cnn.tta_view(x, True, 1, 0), pytorch_cnn.shift_image(x.flip(-1), 1, 0))
     assert len({how for stage in pytorch_cnn.VIEW_STAGES for how in stage}) == 10
 
 
@@ -118,7 +118,7 @@ def test_classify_adds_views_only_while_unsure(committed_model, test_set, monkey
     images = test_set[0][:1000]
     committed_model.eval()
     with torch.no_grad():
-        stages = [sum(committed_model(pytorch_cnn.view(images, *how)).exp() for how in stage)
+        stages = [sum(committed_model(pytorch_cnn.tta_view(images, *how)).exp() for how in stage)
                   for stage in pytorch_cnn.VIEW_STAGES]
     one, two, ten = stages[0], stages[0] + stages[1], sum(stages)
     labels = [one.argmax(dim=1), two.argmax(dim=1), ten.argmax(dim=1)]
