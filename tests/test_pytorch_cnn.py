@@ -28,8 +28,13 @@ def committed_model():
 
 
 @pytest.fixture(scope='module')
-def committed_test_accuracy(committed_model, test_set):
-    return pytorch_cnn.accuracy(committed_model, *test_set)
+def committed_test_run(committed_model, test_set):
+    """classify on the 10,000 test images, timed: (accuracy in %, seconds)."""
+    images, labels = test_set
+    started = time.perf_counter()
+    predicted = classify(committed_model, images)
+    seconds = time.perf_counter() - started
+    return 100.0 * (predicted == labels).double().mean().item(), seconds
 
 
 # ----------------------------------------------------------------------------- contract
@@ -132,10 +137,8 @@ def test_classify_adds_views_only_while_unsure(committed_model, test_set, monkey
     torch.testing.assert_close(classify(committed_model, images), labels[2])
 
 
-def test_classify_takes_at_most_20_seconds_for_10000_images(committed_model, test_set):
-    started = time.perf_counter()
-    classify(committed_model, test_set[0])
-    assert time.perf_counter() - started <= 20.0
+def test_classify_takes_at_most_20_seconds_for_10000_images(committed_test_run):
+    assert committed_test_run[1] <= 20.0
 
 
 # ----------------------------------------------------------------------------- robustness by design
@@ -214,9 +217,9 @@ def test_committed_model_size():
     assert sum(parameter.numel() for parameter in MyNet().parameters()) <= 1_500_000
 
 
-def test_committed_model_test_accuracy(committed_test_accuracy):
+def test_committed_model_test_accuracy(committed_test_run):
     # The committed model measures 94.29% (README); issue 4 asks this test for 94%.
-    assert committed_test_accuracy >= 94.0
+    assert committed_test_run[0] >= 94.0
 
 
 @pytest.mark.parametrize('shift', pytorch_cnn.PHOTOMETRIC_SHIFTS)
@@ -225,7 +228,7 @@ def test_committed_model_under_photometric_shift(committed_model, test_set, shif
     assert pytorch_cnn.accuracy(committed_model, pytorch_cnn.SHIFTS[shift](images), labels) >= 88.0
 
 
-def test_committed_model_under_other_shifts_keeps_most_accuracy(committed_model, test_set, committed_test_accuracy):
+def test_committed_model_under_other_shifts_keeps_most_accuracy(committed_model, test_set):
     images, labels = test_set[0][:2000], test_set[1][:2000]
     for shift in ('noise 0.1', 'blur 1.0', 'rotated 10'):
         assert pytorch_cnn.accuracy(committed_model, pytorch_cnn.SHIFTS[shift](images), labels) >= 80.0, shift
