@@ -419,33 +419,49 @@ def save_atomically(state_dict, path):
     os.replace(tmp_path, path)
 
 
-def train_one_epoch(model, average, optimizer, scheduler, images, labels, args, device, generator):
-    """One pass over the shuffled training set with fresh augmentation; returns the mean loss."""
+def pick_pass(last_loss, easy_kept, generator):
+    """The training images of one pass, shuffled: indices into the training set.
+
+    last_loss (N,) holds each image's loss when it was last trained on (inf: never). A pass
+    takes every image whose loss is at least the median (the harder half, and every image
+    not yet trained on) and a random ``easy_kept`` fraction of the rest (1: every image).
+    """
+    hard = last_loss >= last_loss.median()
+    kept = hard | (torch.rand(len(last_loss), generator=generator) < easy_kept)
+    chosen = kept.nonzero().squeeze(1)
+    return chosen[torch.randperm(len(chosen), generator=generator)]
+
+
+def train_one_pass(model, average, optimizer, scheduler, images, labels, order, last_loss, args, device,
+                   generator):
+    """Trains on images[order] in batches with fresh augmentation; returns (mean loss, steps taken).
+
+    Writes each image's loss (on its augmented view, label-smoothed) into last_loss[order].
+    """
     model.train()
-    order = torch.randperm(len(labels), generator=generator)
-    total_loss, seen = 0.0, 0
-    for step, start in enumerate(range(0, len(order), args.batch_size)):
+    total_loss, steps = 0.0, 0
+    for start in range(0, len(order), args.batch_size):
         batch = order[start:start + args.batch_size]
         x, y = images[batch], labels[batch]
         if args.augment:
             x = augment(x, generator, args.photometric)
         x = x.to(device).contiguous(memory_format=torch.channels_last)
-        y = y.to(device)
-        loss = F.nll_loss(model(x), y) if args.label_smoothing == 0 else \
-            F.cross_entropy(model(x), y, label_smoothing=args.label_smoothing)
+        # the networks return log-probabilities, which cross_entropy's log-softmax leaves as they are
+        per_image = F.cross_entropy(model(x), y.to(device), label_smoothing=args.label_smoothing,
+                                    reduction='none')
+        loss = per_image.mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         scheduler.step()
         average.update(model)
+        last_loss[batch] = per_image.detach().cpu()
         total_loss += loss.item() * len(batch)
-        seen += len(batch)
-        if args.dry_run and step >= 2:
-            break
-    return total_loss / seen
+        steps += 1
+    return total_loss / len(order), steps
 
 
-def build_optimizer(model, args, steps_per_epoch):
+def build_optimizer(model, args, total_steps):
     decay, no_decay = [], []
     for name, parameter in model.named_parameters():
         (no_decay if parameter.dim() == 1 else decay).append(parameter)
@@ -453,19 +469,21 @@ def build_optimizer(model, args, steps_per_epoch):
                                  {'params': no_decay, 'weight_decay': 0.0}],
                                 lr=args.lr, momentum=0.9, nesterov=True)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=steps_per_epoch,
+        optimizer, max_lr=args.lr, total_steps=total_steps,
         pct_start=0.15, div_factor=10.0, final_div_factor=200.0)
     return optimizer, scheduler
 
 
 def train(args):
+    """Trains for args.epochs epochs' worth of steps (epochs x ceil(N / batch size)), in passes
+    that after the first skip most of the easier half of the images (see ``pick_pass``)."""
     device = pick_device()
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
     images, labels = load_fashion_mnist(args.data, train=True)
     (train_x, train_y), (val_x, val_y) = split_train_val(images, labels, args.val_size)
     if args.dry_run:
-        train_x, train_y, val_x, val_y = train_x[:1024], train_y[:1024], val_x[:512], val_y[:512]
+        train_x, train_y, val_x, val_y = train_x[:512], train_y[:512], val_x[:512], val_y[:512]
     shifted_x, shifted_y = shifted_validation_set(val_x, val_y)
     print(f'{args.model} on {device}, {torch.get_num_threads()} threads: '
           f'{len(train_y)} training, {len(val_y)} validation images')
@@ -473,26 +491,33 @@ def train(args):
     model = MODELS[args.model]().to(device).to(memory_format=torch.channels_last)
     average = WeightAverage(model, args.ema_decay)
     steps_per_epoch = math.ceil(len(train_y) / args.batch_size)
-    optimizer, scheduler = build_optimizer(model, args, steps_per_epoch)
-    history = {'loss': [], 'val': [], 'shifted': []}
-    best_score, started = -1.0, time.time()
+    total_steps = args.epochs * steps_per_epoch
+    optimizer, scheduler = build_optimizer(model, args, total_steps)
+    last_loss = torch.full((len(train_y),), float('inf'))
+    history = {'epoch': [], 'loss': [], 'val': [], 'shifted': []}
+    best_score, steps_done, started = -1.0, 0, time.time()
     try:
-        for epoch in range(1, args.epochs + 1):
-            epoch_start = time.time()
-            loss = train_one_epoch(model, average, optimizer, scheduler, train_x, train_y,
-                                   args, device, generator)
+        while steps_done < total_steps:
+            pass_start = time.time()
+            order = pick_pass(last_loss, args.easy_kept, generator)
+            order = order[:(total_steps - steps_done) * args.batch_size]
+            loss, steps = train_one_pass(model, average, optimizer, scheduler, train_x, train_y, order,
+                                         last_loss, args, device, generator)
+            steps_done += steps
             val_accuracy = accuracy(average.model, val_x, val_y, tta=False)
             shifted_accuracy = accuracy(average.model, shifted_x, shifted_y, tta=False)
-            for key, value in zip(history, (loss, val_accuracy, shifted_accuracy)):
+            epochs_done = steps_done / steps_per_epoch
+            for key, value in zip(history, (epochs_done, loss, val_accuracy, shifted_accuracy)):
                 history[key].append(value)
             score = (val_accuracy + shifted_accuracy) / 2
             improved = score > best_score
             if improved:
                 best_score = score
                 save_atomically(average.model.state_dict(), args.out)
-            seconds = time.time() - epoch_start
-            eta = (time.time() - started) / epoch * (args.epochs - epoch)
-            print(f'epoch {epoch:3d}/{args.epochs}  loss {loss:.4f}  val {val_accuracy:6.2f}%  '
+            seconds = time.time() - pass_start
+            eta = (time.time() - started) / steps_done * (total_steps - steps_done)
+            print(f'pass {len(history["loss"]):3d}  epoch {epochs_done:5.2f}/{args.epochs}  '
+                  f'{len(order):5d} images  loss {loss:.4f}  val {val_accuracy:6.2f}%  '
                   f'shifted {shifted_accuracy:6.2f}%  {"best" if improved else "    "}  '
                   f'{seconds:5.1f}s  eta {eta / 60:4.1f} min', flush=True)
     except KeyboardInterrupt:
@@ -541,14 +566,14 @@ def plot_training(history, path):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    epochs = range(1, len(history['loss']) + 1)
+    epochs = history['epoch']
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
-    loss_axis.plot(epochs, history['loss'], label='training loss (augmented)')
-    loss_axis.set(xlabel='epoch', ylabel='loss', title='Training loss')
+    loss_axis.plot(epochs, history['loss'], label="training loss of each pass's images (augmented)")
+    loss_axis.set(xlabel='epochs of training steps', ylabel='loss', title='Training loss')
     loss_axis.legend()
     accuracy_axis.plot(epochs, history['val'], label='validation, clean')
     accuracy_axis.plot(epochs, history['shifted'], label='validation, shift suite')
-    accuracy_axis.set(xlabel='epoch', ylabel='accuracy [%]',
+    accuracy_axis.set(xlabel='epochs of training steps', ylabel='accuracy [%]',
                       title='Validation accuracy of the EMA weights (single view)')
     accuracy_axis.legend()
     figure.tight_layout()
@@ -584,7 +609,10 @@ def plot_report(confusion, suite, test_accuracy, path):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--model', choices=sorted(MODELS), default='MyNet')
-    parser.add_argument('--epochs', type=int, default=22)
+    parser.add_argument('--epochs', type=int, default=22,
+                        help='training length in epochs of steps (epochs x ceil(N / batch size) steps)')
+    parser.add_argument('--easy-kept', type=float, default=0.3, metavar='FRACTION',
+                        help='fraction of the easier half of the images each pass trains on (1: all)')
     parser.add_argument('--lr', type=float, default=0.05, help='peak learning rate (one-cycle)')
     parser.add_argument('--batch-size', type=int, default=128)
     parser.add_argument('--weight-decay', type=float, default=5e-4)

@@ -8,7 +8,7 @@ in its own single-threaded process; ``--workers`` of them run at once (on an H10
 99% and each 22-epoch run took about 4 minutes). A job's score is the accuracy of its saved model on
 the clean validation split and on the validation shift suite, both as ``classify`` labels them. The
 test set is never read. Jobs that would not finish before ``--seconds`` are not started; those still
-running then are stopped and reported by their last epoch line. ``--out`` receives
+running then are stopped and reported by their last progress line. ``--out`` receives
 ``summary.txt`` (rewritten every few seconds), ``logs.txt`` (every job's log) and the best three models.
 """
 import argparse
@@ -39,8 +39,10 @@ CONFIGS = {
     'dropout': {'dropout': [0.1, 0.2]},
     'shift2': {'max_pixels': 2},
     'epochs30': {'epochs': 30},
+    'every-image': {'easy_kept': 1.0},
 }
-FLAGS = ('epochs', 'lr', 'batch_size', 'weight_decay', 'label_smoothing', 'ema_decay', 'photometric')
+FLAGS = ('epochs', 'lr', 'batch_size', 'weight_decay', 'label_smoothing', 'ema_decay', 'photometric',
+         'easy_kept')
 
 
 def with_dropout(P, first, second):
@@ -94,10 +96,10 @@ def work(name, config, data_root, run_dir):
           flush=True)
 
 
-def last_epoch_line(log_path):
+def last_pass_line(log_path):
     with open(log_path) as handle:
-        epochs = [line.strip() for line in handle if line.startswith('epoch')]
-    return epochs[-1] if epochs else 'no epoch yet'
+        passes = [line.strip() for line in handle if line.startswith('pass')]
+    return passes[-1] if passes else 'no pass yet'
 
 
 def summary_text(results, running, queued, elapsed, run_dir):
@@ -110,7 +112,7 @@ def summary_text(results, running, queued, elapsed, run_dir):
         seeds = '  '.join(f's{r["seed"]} {r["clean"]:.2f}/{r["shifted"]:.2f} ({r["minutes"]:.1f} min)' for r in runs)
         lines.append(f'{config:14s} {len(runs):2d} {mean["clean"]:6.2f} {mean["shifted"]:7.2f} '
                      f'{mean["score"]:6.2f}   {seeds}')
-    lines += [f'unfinished {name}: {last_epoch_line(os.path.join(run_dir, name + ".log"))}'
+    lines += [f'unfinished {name}: {last_pass_line(os.path.join(run_dir, name + ".log"))}'
               for name in sorted(running)]
     return '\n'.join(lines) + '\n'
 
