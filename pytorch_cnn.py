@@ -26,7 +26,7 @@ import torch.nn.functional as F
 CLASS_NAMES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
                'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
 VAL_SPLIT_SEED = 0          # the validation split is the same for every --seed
-SHIFTED_VAL_IMAGES = 250    # validation images per shift in the per-epoch check
+SHIFTED_VAL_IMAGES = 250    # validation images per shift in the per-pass check
 
 
 # ----------------------------------------------------------------------------- networks
