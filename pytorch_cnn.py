@@ -151,32 +151,37 @@ VIEW_STAGES = (((False, 0, 0),), ((True, 0, 0),),
 SURE = 0.75     # an image gets its next views while its winning class has less mean probability
 
 
-def classify(model, x, batch_size=256, tta=True):
-    """Predicted labels (B,) int64 for images x (see ``as_image_batch`` for accepted forms).
+def class_probabilities(model, x, batch_size=256, tta=True):
+    """Class probabilities (B, 10) for images x (see ``as_image_batch`` for accepted forms).
 
     Runs in eval mode without gradients on the model's device, then restores the
-    mode the model was in. A prediction is the mean class probability over the
-    views seen; with ``tta`` (test-time augmentation) the images whose winning
-    class gets less than SURE see the next stage of VIEW_STAGES, up to ten views.
-    On the validation split this matches ten views for every image, at the cost of
-    about two. Float input in 0..255 works too: ``MyNet`` ignores scale.
+    mode the model was in. Each row is the mean class probability over the views
+    seen; with ``tta`` (test-time augmentation) the images whose winning class gets
+    less than SURE see the next stage of VIEW_STAGES, up to ten views. Float input
+    in 0..255 works too: ``MyNet`` ignores scale.
     """
     device = next(model.parameters()).device
     images = as_image_batch(x)
     was_training = model.training
     model.eval()
     summed = torch.zeros(len(images), 10)
-    unsure, views_seen = torch.arange(len(images)), 0
+    views_seen = torch.zeros(len(images), 1)
+    unsure = torch.arange(len(images))
     with torch.no_grad():
         for stage in VIEW_STAGES if tta else VIEW_STAGES[:1]:
             for start in range(0, len(unsure), batch_size):
                 chosen = unsure[start:start + batch_size]
                 batch = images[chosen].to(device)
                 summed[chosen] += sum(model(tta_view(batch, *how)).exp() for how in stage).cpu()
-            views_seen += len(stage)
-            unsure = unsure[summed[unsure].max(dim=1).values < SURE * views_seen]
+            views_seen[unsure] += len(stage)
+            unsure = unsure[summed[unsure].max(dim=1).values < SURE * views_seen[unsure, 0]]
     model.train(was_training)
-    return summed.argmax(dim=1)
+    return summed / views_seen
+
+
+def classify(model, x, batch_size=256, tta=True):
+    """Predicted labels (B,) int64 for images x: the most probable class of ``class_probabilities``."""
+    return class_probabilities(model, x, batch_size, tta).argmax(dim=1)
 
 
 # ----------------------------------------------------------------------------- augmentation
@@ -306,12 +311,102 @@ def photometric_shift(x, generator, p=PHOTOMETRIC_PROBABILITIES):
     return torch.where(hit, salt, x)
 
 
-def augment(x, generator, photometric=1.0):
+def garment_mask(x, threshold=0.03):
+    """Where the garment is in Fashion-MNIST-like images x (B, 1, H, W) on black: 1.0 inside, 0.0 outside.
+
+    A pixel is inside when it lies between lit pixels both along its row and along its
+    column, so dark patches inside a garment count, and the gap between trouser legs does not.
+    """
+    lit = (x > threshold).to(torch.int8)
+
+    def between(dim):
+        return lit.cummax(dim)[0].bool() & lit.flip(dim).cummax(dim)[0].flip(dim).bool()
+
+    return (between(-1) & between(-2)).to(x.dtype)
+
+
+def affine(x, angle, zoom, shear, shift):
+    """Each image x[i] (B, C, H, W) scaled by zoom[i], sheared by shear[i], rotated by angle[i] radians
+    about its centre, then moved by shift[i] (B, 2) pixels (right, down); bilinear, zero fill."""
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rotation = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
+    shearing = torch.eye(2).repeat(len(angle), 1, 1)
+    shearing[:, 0, 1] = shear
+    forward = rotation @ shearing * zoom.view(-1, 1, 1)                 # content -> frame
+    inverse = torch.linalg.inv(forward)
+    offset = 2.0 * shift / torch.tensor(x.shape[-1:-3:-1], dtype=x.dtype)
+    theta = torch.cat([inverse, -(inverse @ offset.unsqueeze(2))], dim=2)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
+
+
+def _unit(pattern):
+    """Each pattern (B, 1, H, W) moved to zero mean and unit standard deviation."""
+    centred = pattern - pattern.mean(dim=(1, 2, 3), keepdim=True)
+    return centred / centred.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
+
+
+def random_texture(n, generator, h=28, w=28):
+    """(n, 1, h, w) backgrounds with zero mean and unit std: blotches, grain, stripes or grids, on blotches."""
+    def blotches(cells):
+        coarse = torch.randn(n, 1, cells, cells, generator=generator)
+        return _unit(F.interpolate(coarse, size=(h, w), mode='bicubic', align_corners=False))
+
+    ys = torch.arange(h, dtype=torch.float32).view(1, 1, h, 1)
+    xs = torch.arange(w, dtype=torch.float32).view(1, 1, 1, w)
+    angle = _uniform(n, 0, math.pi, generator).view(-1, 1, 1, 1)
+    along = xs * torch.cos(angle) + ys * torch.sin(angle)
+    across = -xs * torch.sin(angle) + ys * torch.cos(angle)
+    period = _uniform(n, 2.5, 12.0, generator).view(-1, 1, 1, 1)
+    phase = _uniform(n, 0, 2 * math.pi, generator).view(-1, 1, 1, 1)
+    grain = gaussian_blur(torch.randn(n, 1, h, w, generator=generator), _uniform(n, 0.4, 1.2, generator))
+    stripes = torch.sin(2 * math.pi * along / period + phase + 1.5 * blotches(4))
+    grid = torch.maximum(torch.cos(2 * math.pi * along / period + phase),
+                         torch.cos(2 * math.pi * across / period + phase)) ** 15
+    patterns = torch.stack([blotches(5), _unit(grain), _unit(stripes), _unit(grid)])
+    kind = torch.randint(0, len(patterns), (n,), generator=generator)
+    chosen = patterns[kind, torch.arange(n)]
+    weight = _uniform(n, 0.0, 0.6, generator).view(-1, 1, 1, 1)
+    return _unit(chosen + weight * blotches(3))
+
+
+SCENE = {'zoom': (0.55, 1.0), 'max_degrees': 25.0, 'max_shear': 0.3, 'max_shift': 4.0,
+         'background_std': (0.03, 0.15), 'garment_contrast': (0.3, 1.0), 'inverted_garment': 0.3}
+
+
+def random_scene(x, generator, scene=SCENE):
+    """Each garment x (B, 1, H, W) on black, as in a photo: smaller, off-centre, rotated and sheared,
+    with random grey levels for itself and for a textured background behind it."""
+    n, _, h, w = x.shape
+    angle = _uniform(n, -scene['max_degrees'], scene['max_degrees'], generator) * math.pi / 180
+    shift = _uniform(2 * n, -scene['max_shift'], scene['max_shift'], generator).view(n, 2)
+    moved = affine(torch.cat([x, garment_mask(x)], dim=1), angle, _uniform(n, *scene['zoom'], generator),
+                   _uniform(n, -scene['max_shear'], scene['max_shear'], generator), shift)
+    garment, alpha = moved[:, :1], moved[:, 1:]
+    darkest = _uniform(n, 0.0, 0.6, generator).view(-1, 1, 1, 1)
+    brightest = (darkest + _uniform(n, *scene['garment_contrast'], generator).view(-1, 1, 1, 1)).clamp_max(1)
+    inverted = _chosen(n, scene['inverted_garment'], generator).view(-1, 1, 1, 1)
+    garment = torch.where(inverted, brightest - (brightest - darkest) * garment,
+                          darkest + (brightest - darkest) * garment)
+    level = _uniform(n, 0.0, 1.0, generator).view(-1, 1, 1, 1)
+    background = level + _uniform(n, *scene['background_std'], generator).view(-1, 1, 1, 1) \
+        * random_texture(n, generator, h, w)
+    return (alpha * garment + (1 - alpha) * background).clamp(0, 1)
+
+
+SCENE_PROBABILITY = 0.4     # the fraction of training images laid on a textured background
+
+
+def augment(x, generator, photometric=1.0, scene_probability=SCENE_PROBABILITY):
     """The training augmentation: geometry, random erasing, then photo-like shifts. x: (B,1,28,28) in [0,1].
 
     ``photometric`` scales every probability in PHOTOMETRIC_PROBABILITIES (0 turns them off).
     """
     x = random_geometry(x, generator)
+    in_scene = _chosen(x.shape[0], scene_probability, generator)
+    if in_scene.any():
+        x = x.clone()
+        x[in_scene] = random_scene(x[in_scene], generator)
     x = random_erasing(x, generator)
     p = {name: min(1.0, photometric * probability) for name, probability in PHOTOMETRIC_PROBABILITIES.items()}
     return photometric_shift(x, generator, p)
@@ -329,6 +424,37 @@ def _with_noise(x, std, seed):
     return (x + std * torch.randn(x.shape, generator=generator)).clamp(0, 1)
 
 
+def _affine_all(x, degrees=0.0, zoom=1.0, shear=0.0, right=0.0, down=0.0):
+    n = x.shape[0]
+    return affine(x, torch.full((n,), math.radians(degrees)), torch.full((n,), zoom), torch.full((n,), shear),
+                  torch.tensor([[right, down]]).expand(n, 2))
+
+
+def _suite_texture(kind, h=28, w=28):
+    """A fixed background (1, 1, h, w) in [0, 1] for the shift suite: tiles, wood, fabric."""
+    ys = torch.arange(h, dtype=torch.float32).view(h, 1)
+    xs = torch.arange(w, dtype=torch.float32).view(1, w)
+    noise = torch.randn(1, 1, h, w, generator=torch.Generator().manual_seed(2))
+    if kind == 'tiles':         # light tiles, 9 px apart, with darker grout
+        texture = 0.55 - 0.3 * (((ys % 9) < 1.5) | ((xs % 9) < 1.5)).float() + 0.03 * noise
+    elif kind == 'wood':        # grain running across, wavy
+        texture = 0.45 + 0.12 * torch.sin(2 * math.pi * (ys + 1.5 * torch.sin(xs / 4)) / 5) + 0.04 * noise
+    else:                       # a fine weave
+        texture = 0.4 + 0.1 * torch.sin(2 * math.pi * xs / 3) * torch.sin(2 * math.pi * ys / 3) + 0.05 * noise
+    return texture.expand(1, 1, h, w).clamp(0, 1)
+
+
+def _on_background(x, background):
+    alpha = garment_mask(x)
+    return alpha * x + (1 - alpha) * background
+
+
+def _on_clutter(x):
+    """Other garments of the batch, enlarged and blurred, behind each garment."""
+    clutter = _affine_all(x.roll(1, dims=0), degrees=30.0, zoom=1.8)
+    return _on_background(x, 0.15 + 0.5 * gaussian_blur(clutter, torch.full((x.shape[0],), 1.5)))
+
+
 SHIFTS = {
     'clean': lambda x: x,
     'brighter +0.4': lambda x: (x + 0.4).clamp(0, 1),
@@ -339,7 +465,17 @@ SHIFTS = {
     'noise 0.1': lambda x: _with_noise(x, 0.1, seed=1),
     'blur 1.0': lambda x: gaussian_blur(x, torch.full((x.shape[0],), 1.0)),
     'rotated 10': lambda x: _rotate(x, 10.0),
+    'zoomed out 0.65': lambda x: _affine_all(x, zoom=0.65),
+    'off-centre 3,4 px': lambda x: _affine_all(x, right=4.0, down=3.0),
+    'rotated 20': lambda x: _rotate(x, 20.0),
+    'sheared 0.3': lambda x: _affine_all(x, shear=0.3),
+    'on tiles': lambda x: _on_background(x, _suite_texture('tiles')),
+    'on wood': lambda x: _on_background(x, _suite_texture('wood')),
+    'on fabric': lambda x: _on_background(x, _suite_texture('fabric')),
+    'on blurred clutter': _on_clutter,
 }
+SCENE_SHIFTS = ('zoomed out 0.65', 'off-centre 3,4 px', 'rotated 20', 'sheared 0.3',
+                'on tiles', 'on wood', 'on fabric', 'on blurred clutter')
 PHOTOMETRIC_SHIFTS = ('brighter +0.4', 'low contrast x0.3', 'gamma 0.5', 'gamma 2.0', 'inverted')
 
 
@@ -378,6 +514,45 @@ def shifted_validation_set(images, labels):
     images, labels = images[:SHIFTED_VAL_IMAGES], labels[:SHIFTED_VAL_IMAGES]
     shifted = [shift(images) for name, shift in SHIFTS.items() if name != 'clean']
     return torch.cat(shifted), labels.repeat(len(shifted))
+
+
+def load_real_photos(path):
+    """Real photos converted by ``make data``: (images (N, 1, 28, 28) float in [0, 1], labels (N,),
+    contributor ids (N,)), or None when the file is absent (the real-photo set is optional)."""
+    if not path or not os.path.exists(path):
+        return None
+    import numpy as np
+    with np.load(path) as arrays:
+        images = torch.from_numpy(arrays['images']).unsqueeze(1).float() / 255.0
+        return images, torch.from_numpy(arrays['labels']).long(), torch.from_numpy(arrays['senders']).long()
+
+
+def real_photo_scores(predicted, labels, senders, rounds=2000, seed=0):
+    """Accuracy on real photos, with 90% intervals from a bootstrap over contributors.
+
+    Returns {'balanced', 'overall': %, 'per_class': {label: %}, 'balanced_interval',
+    'overall_interval': (low %, high %)}; balanced is the mean of the per-class accuracies.
+    """
+    classes = labels.unique()
+    sender_ids, sender_of = senders.unique(return_inverse=True)
+    cell = sender_of * len(classes) + torch.searchsorted(classes, labels)
+    shape = (len(sender_ids), len(classes))
+    total = torch.bincount(cell, minlength=shape[0] * shape[1]).view(shape).double()
+    correct = torch.bincount(cell, weights=(predicted == labels).double(), minlength=total.numel()).view(shape)
+    draws = torch.randint(0, shape[0], (rounds, shape[0]), generator=torch.Generator().manual_seed(seed))
+    weights = torch.zeros(rounds, shape[0], dtype=torch.float64).scatter_add_(
+        1, draws, torch.ones(rounds, shape[0], dtype=torch.float64))
+    sampled_correct, sampled_total = weights @ correct, weights @ total
+    balanced = (sampled_correct / sampled_total).nanmean(dim=1)     # a class no drawn contributor has is left out
+    overall = sampled_correct.sum(1) / sampled_total.sum(1)
+
+    def interval(values):
+        return tuple(100.0 * torch.quantile(values, q).item() for q in (0.05, 0.95))
+
+    per_class = 100.0 * correct.sum(0) / total.sum(0)
+    return {'balanced': per_class.mean().item(), 'overall': 100.0 * (correct.sum() / total.sum()).item(),
+            'per_class': dict(zip(classes.tolist(), per_class.tolist())),
+            'balanced_interval': interval(balanced), 'overall_interval': interval(overall)}
 
 
 # ----------------------------------------------------------------------------- training
@@ -485,6 +660,7 @@ def train(args):
     if args.dry_run:
         train_x, train_y, val_x, val_y = train_x[:512], train_y[:512], val_x[:512], val_y[:512]
     shifted_x, shifted_y = shifted_validation_set(val_x, val_y)
+    real_photos = load_real_photos(args.real_photos)
     print(f'{args.model} on {device}, {torch.get_num_threads()} threads: '
           f'{len(train_y)} training, {len(val_y)} validation images')
 
@@ -514,11 +690,15 @@ def train(args):
             if improved:
                 best_score = score
                 save_atomically(average.model.state_dict(), args.out)
+            real = ''
+            if real_photos is not None:     # watched, never used to choose the checkpoint
+                real_x, real_y, senders = real_photos
+                real = f'real {real_photo_scores(classify(average.model, real_x, tta=False), real_y, senders)["balanced"]:5.1f}%  '
             seconds = time.time() - pass_start
             eta = (time.time() - started) / steps_done * (total_steps - steps_done)
             print(f'pass {len(history["loss"]):3d}  epoch {epochs_done:5.2f}/{args.epochs}  '
                   f'{len(order):5d} images  loss {loss:.4f}  val {val_accuracy:6.2f}%  '
-                  f'shifted {shifted_accuracy:6.2f}%  {"best" if improved else "    "}  '
+                  f'shifted {shifted_accuracy:6.2f}%  {real}{"best" if improved else "    "}  '
                   f'{seconds:5.1f}s  eta {eta / 60:4.1f} min', flush=True)
     except KeyboardInterrupt:
         print('interrupted: the best model so far is already saved')
@@ -543,7 +723,27 @@ def confusion_matrix(predicted, labels, classes=10):
     return torch.bincount(labels * classes + predicted, minlength=classes * classes).view(classes, classes)
 
 
+def real_photo_report(model, path):
+    """classify on the real photos at path, printed and returned as (scores, photos, predicted);
+    None with a notice when the file is absent."""
+    photos = load_real_photos(path)
+    if photos is None:
+        print(f'real photos: {path} not found, skipped (`make data DATA_MIRROR=...` converts them)')
+        return None
+    images, labels, senders = photos
+    predicted = classify(model, images)
+    scores = real_photo_scores(predicted, labels, senders)
+    low, high = scores['balanced_interval']
+    print(f'real photos ({len(labels)}, {senders.unique().numel()} contributors): '
+          f'balanced accuracy {scores["balanced"]:.2f}% (90% interval {low:.1f}-{high:.1f}), '
+          f'overall {scores["overall"]:.2f}% ({scores["overall_interval"][0]:.1f}-{scores["overall_interval"][1]:.1f})')
+    for label, value in scores['per_class'].items():
+        print(f'  {CLASS_NAMES[label]:18s} {value:6.2f}%  ({int((labels == label).sum())} photos)')
+    return scores, photos, predicted
+
+
 def evaluate(args):
+    """Test accuracy, the shift suite and the real photos of the model in args.evaluate; draws the report."""
     model = load_model(args.evaluate, MODELS[args.model])
     test_x, test_y = load_fashion_mnist(args.data, train=False)
     started = time.time()
@@ -555,11 +755,12 @@ def evaluate(args):
     suite = shift_suite(model, test_x, test_y)
     for name, value in suite.items():
         print(f'  {name:18s} {value:6.2f}%')
-    shifted = [value for name, value in suite.items() if name != 'clean']
-    print(f'  {"mean of shifts":18s} {sum(shifted) / len(shifted):6.2f}%')
-    plot_report(confusion_matrix(predicted, test_y), suite, test_accuracy, args.report)
+    for group, names in (('photometric', PHOTOMETRIC_SHIFTS), ('scene', SCENE_SHIFTS)):
+        print(f'  {"mean, " + group:18s} {sum(suite[name] for name in names) / len(names):6.2f}%')
+    real = real_photo_report(model, args.real_photos)
+    plot_report(confusion_matrix(predicted, test_y), suite, test_accuracy, real, args.report)
     print(f'wrote {args.report}')
-    return test_accuracy, suite
+    return test_accuracy, suite, real and real[0]
 
 
 def plot_training(history, path):
@@ -581,11 +782,15 @@ def plot_training(history, path):
     plt.close(figure)
 
 
-def plot_report(confusion, suite, test_accuracy, path):
+def plot_report(confusion, suite, test_accuracy, real, path, wrong_shown=8):
+    """The --evaluate figure: confusion matrix, shift suite, and (where real is not None) per-class
+    accuracy on real photos and a strip of misclassified ones, each photo beside its 28x28 view."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    figure, (matrix_axis, shift_axis) = plt.subplots(1, 2, figsize=(14, 6))
+    figure = plt.figure(figsize=(15, 12 if real else 6.5))
+    rows = 2 if real else 1
+    matrix_axis, shift_axis = figure.add_subplot(rows, 2, 1), figure.add_subplot(rows, 2, 2)
     matrix_axis.imshow(confusion, cmap='Blues')
     for (row, col), count in zip(((r, c) for r in range(10) for c in range(10)), confusion.flatten()):
         matrix_axis.text(col, row, int(count), ha='center', va='center', fontsize=7,
@@ -594,16 +799,36 @@ def plot_report(confusion, suite, test_accuracy, path):
     matrix_axis.set_yticks(range(10), CLASS_NAMES)
     matrix_axis.set(xlabel='predicted', ylabel='true',
                     title=f'Fashion-MNIST test set: {test_accuracy:.2f}% correct')
-    names = list(suite)
-    shift_axis.barh(names, [suite[name] for name in names], color='tab:blue')
-    for position, name in enumerate(names):
-        shift_axis.text(suite[name] - 1, position, f'{suite[name]:.1f}%', ha='right', va='center',
-                        color='white', fontsize=9)
-    shift_axis.invert_yaxis()
-    shift_axis.set(xlim=(0, 100), xlabel='accuracy [%]', title='Test set under each shift')
+    _bars(shift_axis, list(suite), list(suite.values()), 'Test set under each shift')
+    if real:
+        scores, (images, labels, _), predicted = real
+        names = [CLASS_NAMES[label] for label in scores['per_class']]
+        low, high = scores['balanced_interval']
+        _bars(figure.add_subplot(4, 2, 5), names, list(scores['per_class'].values()),
+              f'Real photos: balanced accuracy {scores["balanced"]:.1f}% (90% interval {low:.1f}-{high:.1f})')
+        _misclassified_strip(figure, images, labels, predicted, wrong_shown)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)
+
+
+def _bars(axis, names, values, title):
+    axis.barh(names, values, color='tab:blue')
+    for position, value in enumerate(values):
+        axis.text(max(value - 1, 12), position, f'{value:.1f}%', ha='right', va='center', color='white', fontsize=8)
+    axis.invert_yaxis()
+    axis.set(xlim=(0, 100), xlabel='accuracy [%]', title=title)
+
+
+def _misclassified_strip(figure, images, labels, predicted, count):
+    """The first ``count`` misclassified real photos, as their 28x28 view with true -> predicted class."""
+    wrong = (predicted != labels).nonzero().squeeze(1)
+    step = max(1, len(wrong) // count)
+    for slot, index in enumerate(wrong[::step][:count].tolist()):
+        axis = figure.add_subplot(4, 2 * count, 6 * count + 1 + slot + (slot // 4) * 0)
+        axis.imshow(images[index, 0], cmap='gray', vmin=0, vmax=1)
+        axis.set_title(f'{CLASS_NAMES[labels[index]]}\n-> {CLASS_NAMES[predicted[index]]}', fontsize=7)
+        axis.axis('off')
 
 
 def parse_args(argv=None):
@@ -625,6 +850,8 @@ def parse_args(argv=None):
     parser.add_argument('--val-size', type=int, default=5000)
     parser.add_argument('--data', default='data', help='folder holding FashionMNIST/raw')
     parser.add_argument('--out', default='model.pt')
+    parser.add_argument('--real-photos', default='data/realphotos-dev.npz', metavar='NPZ',
+                        help='real photos converted by `make data` (measured, never trained on; skipped if absent)')
     parser.add_argument('--threads', type=int, default=None, help='CPU threads (default: all)')
     parser.add_argument('--dry-run', action='store_true', help='a few steps on a small subset')
     parser.add_argument('--evaluate', nargs='?', const='model.pt', default=None, metavar='MODEL_PT',

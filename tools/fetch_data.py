@@ -2,6 +2,8 @@
 
     data/FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte   (uncompressed IDX)
     data/full-mnist.npz   (x_train (60000,28,28) uint8, y_train, x_test (10000,28,28), y_test)
+    data/realphotos-dev.npz   (real photos converted to 28x28, with labels and contributor ids;
+                               only where the mirror has realphotos/clothing-dev: validation, never training)
 
 Sources, in order: a mirror folder (--mirror, layout of ../shared/data:
 fashion-mnist/*.gz and mnist/full-mnist.npz), Debian's dataset-fashion-mnist
@@ -19,7 +21,12 @@ import tempfile
 
 import numpy as np
 
+from common import write_atomically
+from photo_convert import PhotoError, convert_dataset
+
 SYSTEM_DIR = '/usr/share/datasets/fashion-mnist'
+REAL_PHOTOS_DIR = os.path.join('realphotos', 'clothing-dev')
+REAL_PHOTOS_FILE = 'realphotos-dev.npz'
 FASHION_FILES = {  # file name -> (IDX magic, expected shape)
     'train-images-idx3-ubyte': (2051, (60000, 28, 28)),
     'train-labels-idx1-ubyte': (2049, (60000,)),
@@ -70,20 +77,6 @@ def check_mnist(arrays, name):
             raise DataError(f'{name}: {key} is {arrays[key].dtype}{arrays[key].shape}, expected uint8{shape}')
     check_labels(arrays['y_train'], f'{name}:y_train')
     check_labels(arrays['y_test'], f'{name}:y_test')
-
-
-def write_atomically(path, write):
-    """Call write(file_object) on a temporary file beside path, then rename it to path."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    handle, tmp_path = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.tmp-')
-    try:
-        with os.fdopen(handle, 'wb') as tmp_file:
-            write(tmp_file)
-        os.chmod(tmp_path, 0o644)
-        os.replace(tmp_path, path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
 
 
 def read_maybe_gz(folder, name):
@@ -198,6 +191,46 @@ def fetch_mnist(out, mirror, offline):
     print(f'MNIST: wrote {path} (60000 train + 10000 test images)')
 
 
+def real_photos_from_folder(folder):
+    """The real-photo set converted (see photo_convert.convert_dataset), checked against labels.csv."""
+    try:
+        arrays = convert_dataset(folder)
+    except (PhotoError, OSError, KeyError, ValueError) as error:
+        raise DataError(f'{folder}: {error}')
+    if len(arrays['images']) == 0:
+        raise DataError(f'{folder}: labels.csv names no photo')
+    return arrays
+
+
+def class_counts(labels):
+    return {int(label): int(count) for label, count in zip(*np.unique(labels, return_counts=True))}
+
+
+def fetch_real_photos(out, mirror):
+    """Convert <mirror>/realphotos/clothing-dev into <out>/realphotos-dev.npz, where the mirror has it."""
+    folder = os.path.join(mirror, REAL_PHOTOS_DIR) if mirror else None
+    if folder is None or not os.path.isfile(os.path.join(folder, 'labels.csv')):
+        print(f'Real photos: no {REAL_PHOTOS_DIR} in a mirror; the real-photo evaluation will be skipped')
+        return
+    path = os.path.join(out, REAL_PHOTOS_FILE)
+    with open(os.path.join(folder, 'labels.csv')) as handle:
+        photos = sum(1 for _ in handle) - 1
+    try:
+        with np.load(path) as present:
+            if len(present['labels']) == photos and present['images'].shape == (photos, 28, 28):
+                print(f'Real photos: already in {path}')
+                return
+    except (OSError, ValueError, KeyError, EOFError):
+        pass
+    arrays = real_photos_from_folder(folder)
+    write_atomically(path, lambda file: np.savez_compressed(file, **arrays))
+    with np.load(path) as written:
+        if class_counts(written['labels']) != class_counts(arrays['labels']) or written['images'].shape[1:] != (28, 28):
+            raise DataError(f'{path}: does not read back as written')
+    counts = ', '.join(f'{label}: {count}' for label, count in class_counts(arrays['labels']).items())
+    print(f'Real photos: wrote {path} ({len(arrays["labels"])} photos; per class {counts})')
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0], epilog=HOW_TO_GET,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -209,6 +242,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     fetch_fashion(args.out, args.mirror, args.system_dir, args.offline)
     fetch_mnist(args.out, args.mirror, args.offline)
+    try:
+        fetch_real_photos(args.out, args.mirror)
+    except DataError as error:
+        sys.exit(f'error: real photos: {error}')
 
 
 if __name__ == '__main__':

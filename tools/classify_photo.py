@@ -1,0 +1,93 @@
+"""Classify your own photos of clothes with the committed MyNet.
+
+    python tools/classify_photo.py shirt.jpg dress.png              # top-3 classes of each photo
+    python tools/classify_photo.py my_photos/ --out my_photos.png   # a whole folder, one figure
+
+Each photo is converted the way Fashion-MNIST was made (see photo_convert.py), then
+classified by ``pytorch_cnn.classify``'s model with its test-time views. Prints the
+three most probable classes of each photo and writes one figure: each photo, its
+28x28 conversion and the probabilities of the ten classes. A file that is not an
+image is named in one line and the others go on.
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+from common import write_atomically
+from photo_convert import PhotoError, convert_file, open_photo, photo_files
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+import pytorch_cnn  # noqa: E402  (the graded module lives at the repository root)
+
+
+def classify_photos(paths, model, top=3):
+    """[(path, 28x28 uint8 view, probabilities (10,) array)] for the photos that convert; the others
+    are reported on stderr."""
+    results = []
+    for path in photo_files(paths):
+        try:
+            results.append((path, convert_file(path)))
+        except PhotoError as error:
+            print(f'skipped {error}', file=sys.stderr)
+    if not results:
+        return []
+    views = np.stack([view for _, view in results])
+    probabilities = pytorch_cnn.class_probabilities(model, views).numpy()
+    return [(path, view, probability) for (path, view), probability in zip(results, probabilities)]
+
+
+def top_classes(probabilities, top=3):
+    """[(class name, probability)] of the ``top`` most probable classes, most probable first."""
+    order = np.argsort(-probabilities)[:top]
+    return [(pytorch_cnn.CLASS_NAMES[label], float(probabilities[label])) for label in order]
+
+
+def plot_photos(results, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(len(results), 3, figsize=(10, 2.4 * len(results)),
+                                gridspec_kw={'width_ratios': [1, 1, 2.2]}, squeeze=False)
+    for (photo_path, view, probabilities), (photo_axis, view_axis, bar_axis) in zip(results, axes):
+        photo_axis.imshow(open_photo(photo_path))
+        photo_axis.set_title(os.path.basename(photo_path), fontsize=8)
+        view_axis.imshow(view, cmap='gray', vmin=0, vmax=255)
+        view_axis.set_title('28x28, as Fashion-MNIST', fontsize=8)
+        for axis in (photo_axis, view_axis):
+            axis.axis('off')
+        best = int(np.argmax(probabilities))
+        bar_axis.barh(pytorch_cnn.CLASS_NAMES, probabilities,
+                      color=['tab:orange' if label == best else 'tab:blue' for label in range(10)])
+        bar_axis.invert_yaxis()
+        bar_axis.set_xlim(0, 1)
+        bar_axis.tick_params(labelsize=7)
+        bar_axis.set_title(f'{pytorch_cnn.CLASS_NAMES[best]} ({probabilities[best]:.0%})', fontsize=9)
+    figure.tight_layout()
+    write_atomically(path, lambda file: figure.savefig(file, format='png', dpi=90))
+    plt.close(figure)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('photos', nargs='+', help='photo files, or folders of them')
+    parser.add_argument('--model-pt', default=os.path.join(REPO, 'model.pt'), help='MyNet weights')
+    parser.add_argument('--out', default='classified_photos.png', help='the figure to write')
+    parser.add_argument('--top', type=int, default=3, help='classes printed per photo')
+    args = parser.parse_args(argv)
+    model = pytorch_cnn.load_model(args.model_pt)
+    results = classify_photos(args.photos, model)
+    if not results:
+        raise SystemExit('no photo could be classified')
+    for path, _, probabilities in results:
+        ranked = ', '.join(f'{name} {probability:.0%}' for name, probability in top_classes(probabilities, args.top))
+        print(f'{path}: {ranked}')
+    plot_photos(results, args.out)
+    print(f'wrote {args.out}')
+
+
+if __name__ == '__main__':
+    main()
