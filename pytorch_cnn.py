@@ -15,9 +15,11 @@ data set in ``data/FashionMNIST/raw/``.
 """
 import argparse
 import copy
+import dataclasses
 import math
 import os
 import time
+import warnings
 
 import torch
 import torch.nn as nn
@@ -27,6 +29,68 @@ CLASS_NAMES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
                'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
 VAL_SPLIT_SEED = 0          # the validation split is the same for every --seed
 SHIFTED_VAL_IMAGES = 250    # validation images per shift in the per-pass check
+
+
+# ----------------------------------------------------------------------------- the recipe
+
+def _setting(default, help_text):
+    return dataclasses.field(default=default, metadata={'help': help_text})
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Every setting of MyNet's training, in one place; each is a flag of ``python pytorch_cnn.py``
+    (``batch_size`` is ``--batch-size``, a range takes two numbers, a switch has a ``--no-`` form)."""
+    # length, optimiser and schedule
+    epochs: int = _setting(22, 'training length in epochs of steps (epochs x ceil(N / batch size) steps)')
+    batch_size: int = _setting(128, 'images per step')
+    lr: float = _setting(0.05, 'peak learning rate of the one-cycle schedule')
+    warmup_fraction: float = _setting(0.15, 'fraction of the steps in which the learning rate rises to its peak')
+    lr_start_divisor: float = _setting(10.0, 'the schedule starts at lr / this')
+    lr_end_divisor: float = _setting(200.0, 'and ends at lr / (start divisor x this)')
+    momentum: float = _setting(0.9, 'Nesterov momentum of SGD')
+    weight_decay: float = _setting(5e-4, 'L2 weight decay of the weights (not of biases and BatchNorm)')
+    label_smoothing: float = _setting(0.1, 'label smoothing of the cross-entropy')
+    ema_decay: float = _setting(0.999, 'decay of the weight average that is evaluated and saved')
+    ema_warmup: int = _setting(10, 'the average decays by (1 + t) / (this + t) while that is below ema_decay')
+    easy_kept: float = _setting(0.3, 'fraction of the easier half of the images each pass trains on (1: all)')
+    # geometry: every image is shifted by whole pixels and mirrored half the time
+    augment: bool = _setting(True, 'augment the training images (all the settings below)')
+    max_shift_pixels: int = _setting(1, 'largest whole-pixel shift')
+    rotate_probability: float = _setting(0.3, 'fraction of images also rotated and scaled (bilinear)')
+    max_degrees: float = _setting(8.0, 'largest rotation of those')
+    scale: tuple = _setting((0.92, 1.08), 'range of their scale factor')
+    erase_probability: float = _setting(0.2, 'fraction of images with a rectangle of one grey level')
+    erase_area: tuple = _setting((0.02, 0.2), 'range of that rectangle\'s area, as a fraction of the image')
+    erase_log_ratio: tuple = _setting((-1.2, 1.2), 'range of the log of its aspect ratio')
+    # photo-like scenes: the garment smaller, off-centre, rotated and sheared, on a textured background
+    scene_probability: float = _setting(0.4, 'fraction of images laid on a textured background')
+    scene_zoom: tuple = _setting((0.55, 1.0), 'range of the garment\'s scale in a scene')
+    scene_max_degrees: float = _setting(25.0, 'largest rotation in a scene')
+    scene_max_shear: float = _setting(0.3, 'largest shear in a scene')
+    scene_max_shift: float = _setting(4.0, 'largest offset from the centre in a scene, in pixels')
+    garment_contrast: tuple = _setting((0.3, 1.0), 'range of the grey-level span of the garment in a scene')
+    inverted_garment: float = _setting(0.3, 'fraction of scenes whose garment is drawn in negative')
+    background_std: tuple = _setting((0.03, 0.15), 'range of the texture\'s standard deviation')
+    # photometric shifts: each hits its own random fraction of the images, scaled by --photometric
+    photometric: float = _setting(1.0, 'scales the probability of every photometric shift (0: none)')
+    blur_probability: float = _setting(0.05, 'Gaussian blur ...')
+    blur_sigma: tuple = _setting((0.4, 1.3), '... with sigma in this range')
+    gamma_probability: float = _setting(0.15, 'gamma ...')
+    gamma_range: tuple = _setting((0.4, 2.5), '... in this range (log-uniform)')
+    gain_probability: float = _setting(0.15, 'contrast gain with clipping ...')
+    gain_range: tuple = _setting((0.25, 2.0), '... in this range (log-uniform) ...')
+    mid_grey: tuple = _setting((0.2, 0.8), '... moving grey 0.5 to a level in this range')
+    ramp_probability: float = _setting(0.05, 'a linear illumination ramp ...')
+    ramp_slope: float = _setting(0.6, '... of at most this slope across the image, each axis')
+    invert_probability: float = _setting(0.025, 'inversion')
+    noise_probability: float = _setting(0.05, 'Gaussian noise ...')
+    noise_std: tuple = _setting((0.01, 0.12), '... with its standard deviation in this range')
+    salt_pepper_probability: float = _setting(0.025, 'salt-and-pepper noise ...')
+    salt_pepper_fraction: float = _setting(0.04, '... on at most this fraction of the pixels')
+
+
+SURE = 0.75     # classify: an image gets its next test-time views while its winning class has less mean probability
 
 
 # ----------------------------------------------------------------------------- networks
@@ -119,14 +183,32 @@ def get_model_class(_=None):
     return [MyNet]
 
 
+LUMA = (0.299, 0.587, 0.114)     # ITU-R BT.601 weights of R, G, B
+
+
 def as_image_batch(x):
-    """Any of (B,1,28,28), (B,28,28), (28,28); uint8 or float; tensor or array -> float (B,1,28,28)."""
+    """Any of (B,1,28,28), (B,28,28), (28,28); uint8 or float; tensor or array -> float (B,1,28,28).
+
+    (B,3,28,28) colour images are turned into grey (luma) with a warning. Raises ValueError for
+    NaN or infinite pixels, another channel count or another image size.
+    """
     x = torch.as_tensor(x)
     if x.dtype == torch.uint8:
         x = x.float() / 255.0
     x = x.float()
     while x.dim() < 4:
         x = x.unsqueeze(-3) if x.dim() == 3 else x.unsqueeze(0)
+    if x.dim() != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f'expected images of shape (B, 1, 28, 28), (B, 28, 28) or (28, 28) '
+                         f'(or colour (B, 3, 28, 28)), got {tuple(x.shape)}')
+    if x.shape[-2:] != (28, 28):
+        raise ValueError(f'expected 28x28 images, got {x.shape[-2]}x{x.shape[-1]} (shape {tuple(x.shape)})')
+    if not torch.isfinite(x).all():
+        raise ValueError(f'{int((~torch.isfinite(x)).sum())} pixels are NaN or infinite')
+    if x.shape[1] == 3:
+        warnings.warn('colour images (B, 3, 28, 28) were turned into grey ones (luma), as Fashion-MNIST is',
+                      stacklevel=3)
+        x = torch.einsum('bchw,c->bhw', x, torch.tensor(LUMA)).unsqueeze(1)
     return x
 
 
@@ -148,7 +230,6 @@ def tta_view(x, mirrored, rows, columns):
 VIEW_STAGES = (((False, 0, 0),), ((True, 0, 0),),
                tuple((mirrored, rows, columns) for mirrored in (False, True)
                      for rows, columns in ((0, 1), (0, -1), (1, 0), (-1, 0))))
-SURE = 0.75     # an image gets its next views while its winning class has less mean probability
 
 
 def class_probabilities(model, x, batch_size=256, tta=True):
@@ -194,7 +275,7 @@ def _chosen(n, p, generator):
     return torch.rand(n, generator=generator) < p
 
 
-def random_shift_flip(x, generator, max_pixels=1):
+def random_shift_flip(x, generator, max_pixels):
     """Whole-pixel translation by up to ``max_pixels`` and a horizontal flip, each per image.
 
     Exact: pixels are moved, never interpolated, so the images stay as sharp as the
@@ -220,24 +301,23 @@ def rotate_scale(x, angle, zoom):
     return F.grid_sample(x, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
 
 
-def random_rotate_scale(x, generator, max_degrees=8.0, scale=(0.92, 1.08)):
-    """Rotation and scaling about the centre per image (bilinear resampling)."""
+def random_rotate_scale(x, generator, max_degrees, scale):
+    """Rotation by up to max_degrees and scaling in the range ``scale`` about the centre, per image (bilinear)."""
     n = x.shape[0]
     angle = _uniform(n, -max_degrees, max_degrees, generator) * math.pi / 180
     return rotate_scale(x, angle, _uniform(n, *scale, generator))
 
 
-ROTATE_PROBABILITY = 0.3    # the rest of the images keep their pixels exactly
+def random_geometry(x, generator, recipe):
+    """Every image shifted and maybe flipped; a recipe.rotate_probability fraction also rotated and
+    scaled (the rest keep their pixels exactly)."""
+    x = random_shift_flip(x, generator, recipe.max_shift_pixels)
+    rotated = _chosen(x.shape[0], recipe.rotate_probability, generator)
+    rotated_x = random_rotate_scale(x, generator, recipe.max_degrees, recipe.scale)
+    return torch.where(rotated.view(-1, 1, 1, 1), rotated_x, x)
 
 
-def random_geometry(x, generator):
-    """Every image shifted and maybe flipped; a ROTATE_PROBABILITY fraction also rotated and scaled."""
-    x = random_shift_flip(x, generator)
-    rotated = _chosen(x.shape[0], ROTATE_PROBABILITY, generator)
-    return torch.where(rotated.view(-1, 1, 1, 1), random_rotate_scale(x, generator), x)
-
-
-def random_erasing(x, generator, p=0.2, area=(0.02, 0.2), log_ratio=(-1.2, 1.2)):
+def random_erasing(x, generator, p, area, log_ratio):
     """Fill a random rectangle of each chosen image with one random grey level."""
     n, _, h, w = x.shape
     target_area = _uniform(n, *area, generator) * h * w
@@ -265,47 +345,49 @@ def gaussian_blur(x, sigma):
     return F.conv2d(padded, kernels, groups=x.shape[0]).transpose(0, 1)
 
 
-PHOTOMETRIC_PROBABILITIES = {'blur': 0.05, 'gamma': 0.15, 'gain': 0.15, 'ramp': 0.05, 'invert': 0.025,
-                             'noise': 0.05, 'salt_pepper': 0.025}
+PHOTOMETRIC = ('blur', 'gamma', 'gain', 'ramp', 'invert', 'noise', 'salt_pepper')
 
 
-def photometric_shift(x, generator, p=PHOTOMETRIC_PROBABILITIES):
-    """Photo-like corruptions; each one hits a random fraction p[name] of the batch. x in [0, 1]."""
+def photometric_shift(x, generator, recipe):
+    """Photo-like corruptions; each one hits a random fraction of the batch: its probability in the
+    recipe times recipe.photometric. x in [0, 1]."""
     n = x.shape[0]
     ones = torch.ones(n)
+    p = {name: min(1.0, recipe.photometric * getattr(recipe, f'{name}_probability')) for name in PHOTOMETRIC}
 
     def per_image(values, chosen, neutral):
         return torch.where(chosen, values, neutral * ones).view(-1, 1, 1, 1)
 
-    sigma = _uniform(n, 0.4, 1.3, generator)
+    sigma = _uniform(n, *recipe.blur_sigma, generator)
     blurred = _chosen(n, p['blur'], generator)
     if blurred.any():
         x = torch.where(blurred.view(-1, 1, 1, 1), gaussian_blur(x, sigma), x)
 
-    gamma = per_image(torch.exp(_uniform(n, math.log(0.4), math.log(2.5), generator)),
+    gamma = per_image(torch.exp(_uniform(n, *map(math.log, recipe.gamma_range), generator)),
                       _chosen(n, p['gamma'], generator), 1.0)
     x = x.clamp_min(0) ** gamma
 
-    gain = per_image(torch.exp(_uniform(n, math.log(0.25), math.log(2.0), generator)),
+    gain = per_image(torch.exp(_uniform(n, *map(math.log, recipe.gain_range), generator)),
                      _chosen(n, p['gain'], generator), 1.0)
-    mid_grey = _uniform(n, 0.2, 0.8, generator).view(-1, 1, 1, 1)          # where 0.5 goes
+    mid_grey = _uniform(n, *recipe.mid_grey, generator).view(-1, 1, 1, 1)          # where 0.5 goes
     x = torch.where(gain != 1.0, (x - 0.5) * gain + mid_grey, x)
 
     ramp_chosen = _chosen(n, p['ramp'], generator).view(-1, 1, 1, 1)
     h, w = x.shape[-2:]
     ys = torch.linspace(-0.5, 0.5, h).view(1, 1, h, 1)
     xs = torch.linspace(-0.5, 0.5, w).view(1, 1, 1, w)
-    slope_y = _uniform(n, -0.6, 0.6, generator).view(-1, 1, 1, 1)
-    slope_x = _uniform(n, -0.6, 0.6, generator).view(-1, 1, 1, 1)
+    slope_y = _uniform(n, -recipe.ramp_slope, recipe.ramp_slope, generator).view(-1, 1, 1, 1)
+    slope_x = _uniform(n, -recipe.ramp_slope, recipe.ramp_slope, generator).view(-1, 1, 1, 1)
     x = x + ramp_chosen * (slope_y * ys + slope_x * xs)
 
     x = torch.where(_chosen(n, p['invert'], generator).view(-1, 1, 1, 1), 1.0 - x, x)
 
-    noise_std = per_image(_uniform(n, 0.01, 0.12, generator), _chosen(n, p['noise'], generator), 0.0)
+    noise_std = per_image(_uniform(n, *recipe.noise_std, generator), _chosen(n, p['noise'], generator), 0.0)
     x = x + noise_std * torch.randn(x.shape, generator=generator)
     x = x.clamp(0, 1)
 
-    salt_pepper = per_image(_uniform(n, 0.0, 0.04, generator), _chosen(n, p['salt_pepper'], generator), 0.0)
+    salt_pepper = per_image(_uniform(n, 0.0, recipe.salt_pepper_fraction, generator),
+                            _chosen(n, p['salt_pepper'], generator), 0.0)
     hit = torch.rand(x.shape, generator=generator) < salt_pepper
     salt = (torch.rand(x.shape, generator=generator) < 0.5).to(x.dtype)
     return torch.where(hit, salt, x)
@@ -370,46 +452,39 @@ def random_texture(n, generator, h=28, w=28):
     return _unit(chosen + weight * blotches(3))
 
 
-SCENE = {'zoom': (0.55, 1.0), 'max_degrees': 25.0, 'max_shear': 0.3, 'max_shift': 4.0,
-         'background_std': (0.03, 0.15), 'garment_contrast': (0.3, 1.0), 'inverted_garment': 0.3}
-
-
-def random_scene(x, generator, scene=SCENE):
+def random_scene(x, generator, recipe):
     """Each garment x (B, 1, H, W) on black, as in a photo: smaller, off-centre, rotated and sheared,
     with random grey levels for itself and for a textured background behind it."""
     n, _, h, w = x.shape
-    angle = _uniform(n, -scene['max_degrees'], scene['max_degrees'], generator) * math.pi / 180
-    shift = _uniform(2 * n, -scene['max_shift'], scene['max_shift'], generator).view(n, 2)
-    moved = affine(torch.cat([x, garment_mask(x)], dim=1), angle, _uniform(n, *scene['zoom'], generator),
-                   _uniform(n, -scene['max_shear'], scene['max_shear'], generator), shift)
+    angle = _uniform(n, -recipe.scene_max_degrees, recipe.scene_max_degrees, generator) * math.pi / 180
+    shift = _uniform(2 * n, -recipe.scene_max_shift, recipe.scene_max_shift, generator).view(n, 2)
+    zoom = _uniform(n, *recipe.scene_zoom, generator)
+    shear = _uniform(n, -recipe.scene_max_shear, recipe.scene_max_shear, generator)
+    moved = affine(torch.cat([x, garment_mask(x)], dim=1), angle, zoom, shear, shift)
     garment, alpha = moved[:, :1], moved[:, 1:]
     darkest = _uniform(n, 0.0, 0.6, generator).view(-1, 1, 1, 1)
-    brightest = (darkest + _uniform(n, *scene['garment_contrast'], generator).view(-1, 1, 1, 1)).clamp_max(1)
-    inverted = _chosen(n, scene['inverted_garment'], generator).view(-1, 1, 1, 1)
+    brightest = (darkest + _uniform(n, *recipe.garment_contrast, generator).view(-1, 1, 1, 1)).clamp_max(1)
+    inverted = _chosen(n, recipe.inverted_garment, generator).view(-1, 1, 1, 1)
     garment = torch.where(inverted, brightest - (brightest - darkest) * garment,
                           darkest + (brightest - darkest) * garment)
     level = _uniform(n, 0.0, 1.0, generator).view(-1, 1, 1, 1)
-    background = level + _uniform(n, *scene['background_std'], generator).view(-1, 1, 1, 1) \
+    background = level + _uniform(n, *recipe.background_std, generator).view(-1, 1, 1, 1) \
         * random_texture(n, generator, h, w)
     return (alpha * garment + (1 - alpha) * background).clamp(0, 1)
 
 
-SCENE_PROBABILITY = 0.4     # the fraction of training images laid on a textured background
+def augment(x, generator, recipe=Recipe()):
+    """The training augmentation: geometry, photo-like scenes, random erasing, then photometric shifts.
 
-
-def augment(x, generator, photometric=1.0, scene_probability=SCENE_PROBABILITY):
-    """The training augmentation: geometry, random erasing, then photo-like shifts. x: (B,1,28,28) in [0,1].
-
-    ``photometric`` scales every probability in PHOTOMETRIC_PROBABILITIES (0 turns them off).
+    x: (B, 1, 28, 28) in [0, 1] -> the same shape, in [0, 1]; every setting comes from ``recipe``.
     """
-    x = random_geometry(x, generator)
-    in_scene = _chosen(x.shape[0], scene_probability, generator)
+    x = random_geometry(x, generator, recipe)
+    in_scene = _chosen(x.shape[0], recipe.scene_probability, generator)
     if in_scene.any():
         x = x.clone()
-        x[in_scene] = random_scene(x[in_scene], generator)
-    x = random_erasing(x, generator)
-    p = {name: min(1.0, photometric * probability) for name, probability in PHOTOMETRIC_PROBABILITIES.items()}
-    return photometric_shift(x, generator, p)
+        x[in_scene] = random_scene(x[in_scene], generator, recipe)
+    x = random_erasing(x, generator, recipe.erase_probability, recipe.erase_area, recipe.erase_log_ratio)
+    return photometric_shift(x, generator, recipe)
 
 
 # ----------------------------------------------------------------------------- shift suite
@@ -568,18 +643,18 @@ def pick_device():
 class WeightAverage:
     """Exponential moving average of a model's parameters and buffers (used for evaluation).
 
-    The decay warms up as min(decay, (1 + t) / (10 + t)) after t updates, so the
+    The decay warms up as min(decay, (1 + t) / (warmup + t)) after t updates, so the
     average follows the model closely while its weights still move fast.
     """
 
-    def __init__(self, model, decay):
+    def __init__(self, model, decay, warmup):
         self.model = copy.deepcopy(model).eval()
-        self.decay = decay
+        self.decay, self.warmup = decay, warmup
         self.updates = 0
 
     @torch.no_grad()
     def update(self, model):
-        decay = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        decay = min(self.decay, (1 + self.updates) / (self.warmup + self.updates))
         self.updates += 1
         for average, current in zip(self.model.state_dict().values(), model.state_dict().values()):
             if average.dtype.is_floating_point:
@@ -607,99 +682,127 @@ def pick_pass(last_loss, easy_kept, generator):
     return chosen[torch.randperm(len(chosen), generator=generator)]
 
 
-def train_one_pass(model, average, optimizer, scheduler, images, labels, order, last_loss, args, device,
-                   generator):
+@dataclasses.dataclass
+class Training:
+    """What a training run updates step by step."""
+    model: nn.Module
+    average: WeightAverage
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    last_loss: torch.Tensor         # (N,) each training image's loss when last trained on (inf: never)
+    device: torch.device
+
+
+def start_training(model, recipe, images_in_training, device):
+    """A Training for ``model`` (moved to device) under ``recipe``: optimiser, one-cycle schedule, average."""
+    model = model.to(device).to(memory_format=torch.channels_last)
+    decay, no_decay = [], []
+    for parameter in model.parameters():
+        (no_decay if parameter.dim() == 1 else decay).append(parameter)
+    optimizer = torch.optim.SGD([{'params': decay, 'weight_decay': recipe.weight_decay},
+                                 {'params': no_decay, 'weight_decay': 0.0}],
+                                lr=recipe.lr, momentum=recipe.momentum, nesterov=True)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=recipe.lr, total_steps=total_steps(recipe, images_in_training),
+        pct_start=recipe.warmup_fraction, div_factor=recipe.lr_start_divisor,
+        final_div_factor=recipe.lr_end_divisor)
+    return Training(model, WeightAverage(model, recipe.ema_decay, recipe.ema_warmup), optimizer, scheduler,
+                    torch.full((images_in_training,), float('inf')), device)
+
+
+def total_steps(recipe, images_in_training):
+    return recipe.epochs * math.ceil(images_in_training / recipe.batch_size)
+
+
+def train_step(training, x, y, recipe):
+    """One SGD step on the batch x (B, 1, 28, 28), y (B,); returns each image's loss (B,) on the CPU."""
+    x = x.to(training.device).contiguous(memory_format=torch.channels_last)
+    # the networks return log-probabilities, which cross_entropy's log-softmax leaves as they are
+    per_image = F.cross_entropy(training.model(x), y.to(training.device),
+                                label_smoothing=recipe.label_smoothing, reduction='none')
+    training.optimizer.zero_grad(set_to_none=True)
+    per_image.mean().backward()
+    training.optimizer.step()
+    training.scheduler.step()
+    training.average.update(training.model)
+    return per_image.detach().cpu()
+
+
+def train_one_pass(training, images, labels, order, recipe, generator):
     """Trains on images[order] in batches with fresh augmentation; returns (mean loss, steps taken).
 
-    Writes each image's loss (on its augmented view, label-smoothed) into last_loss[order].
+    Writes each image's loss (on its augmented view, label-smoothed) into training.last_loss[order].
     """
-    model.train()
+    training.model.train()
     total_loss, steps = 0.0, 0
-    for start in range(0, len(order), args.batch_size):
-        batch = order[start:start + args.batch_size]
-        x, y = images[batch], labels[batch]
-        if args.augment:
-            x = augment(x, generator, args.photometric)
-        x = x.to(device).contiguous(memory_format=torch.channels_last)
-        # the networks return log-probabilities, which cross_entropy's log-softmax leaves as they are
-        per_image = F.cross_entropy(model(x), y.to(device), label_smoothing=args.label_smoothing,
-                                    reduction='none')
-        loss = per_image.mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        average.update(model)
-        last_loss[batch] = per_image.detach().cpu()
-        total_loss += loss.item() * len(batch)
+    for start in range(0, len(order), recipe.batch_size):
+        batch = order[start:start + recipe.batch_size]
+        x = augment(images[batch], generator, recipe) if recipe.augment else images[batch]
+        per_image = train_step(training, x, labels[batch], recipe)
+        training.last_loss[batch] = per_image
+        total_loss += per_image.sum().item()
         steps += 1
     return total_loss / len(order), steps
 
 
-def build_optimizer(model, args, total_steps):
-    decay, no_decay = [], []
-    for name, parameter in model.named_parameters():
-        (no_decay if parameter.dim() == 1 else decay).append(parameter)
-    optimizer = torch.optim.SGD([{'params': decay, 'weight_decay': args.weight_decay},
-                                 {'params': no_decay, 'weight_decay': 0.0}],
-                                lr=args.lr, momentum=0.9, nesterov=True)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=args.lr, total_steps=total_steps,
-        pct_start=0.15, div_factor=10.0, final_div_factor=200.0)
-    return optimizer, scheduler
-
-
-def train(args):
-    """Trains for args.epochs epochs' worth of steps (epochs x ceil(N / batch size)), in passes
-    that after the first skip most of the easier half of the images (see ``pick_pass``)."""
-    device = pick_device()
-    torch.manual_seed(args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
+def validation_sets(args):
+    """(train_x, train_y), (val_x, val_y), (shifted_x, shifted_y), real photos or None; small with --dry-run."""
     images, labels = load_fashion_mnist(args.data, train=True)
     (train_x, train_y), (val_x, val_y) = split_train_val(images, labels, args.val_size)
     if args.dry_run:
         train_x, train_y, val_x, val_y = train_x[:512], train_y[:512], val_x[:512], val_y[:512]
-    shifted_x, shifted_y = shifted_validation_set(val_x, val_y)
-    real_photos = load_real_photos(args.real_photos)
-    print(f'{args.model} on {device}, {torch.get_num_threads()} threads: '
-          f'{len(train_y)} training, {len(val_y)} validation images')
+    return (train_x, train_y), (val_x, val_y), shifted_validation_set(val_x, val_y), load_real_photos(args.real_photos)
 
-    model = MODELS[args.model]().to(device).to(memory_format=torch.channels_last)
-    average = WeightAverage(model, args.ema_decay)
-    steps_per_epoch = math.ceil(len(train_y) / args.batch_size)
-    total_steps = args.epochs * steps_per_epoch
-    optimizer, scheduler = build_optimizer(model, args, total_steps)
-    last_loss = torch.full((len(train_y),), float('inf'))
+
+def validate(model, val, shifted, real_photos):
+    """Single-view accuracy of model: {'val', 'shifted', 'real' (balanced; None without the photos)}."""
+    scores = {'val': accuracy(model, *val, tta=False), 'shifted': accuracy(model, *shifted, tta=False),
+              'real': None}
+    if real_photos is not None:
+        real_x, real_y, senders = real_photos
+        scores['real'] = real_photo_scores(classify(model, real_x, tta=False), real_y, senders, rounds=1)['balanced']
+    return scores
+
+
+def log_pass(number, epochs_done, epochs, images, loss, scores, improved, seconds, eta):
+    real = '' if scores['real'] is None else f'real {scores["real"]:5.1f}%  '
+    print(f'pass {number:3d}  epoch {epochs_done:5.2f}/{epochs}  {images:5d} images  loss {loss:.4f}  '
+          f'val {scores["val"]:6.2f}%  shifted {scores["shifted"]:6.2f}%  {real}'
+          f'{"best" if improved else "    "}  {seconds:5.1f}s  eta {eta / 60:4.1f} min', flush=True)
+
+
+def train(args):
+    """Trains args.model under args.recipe for recipe.epochs epochs' worth of steps, in passes that after
+    the first skip most of the easier half of the images (see ``pick_pass``). Saves the weight average
+    whenever its validation score (clean and shift suite, real photos not counted) is the best so far."""
+    recipe, device = args.recipe, pick_device()
+    torch.manual_seed(args.seed)
+    generator = torch.Generator().manual_seed(args.seed)
+    (train_x, train_y), val, shifted, real_photos = validation_sets(args)
+    print(f'{args.model} on {device}, {torch.get_num_threads()} threads: '
+          f'{len(train_y)} training, {len(val[1])} validation images')
+    training = start_training(MODELS[args.model](), recipe, len(train_y), device)
+    steps_per_epoch, steps_wanted = math.ceil(len(train_y) / recipe.batch_size), total_steps(recipe, len(train_y))
     history = {'epoch': [], 'loss': [], 'val': [], 'shifted': []}
     best_score, steps_done, started = -1.0, 0, time.time()
     try:
-        while steps_done < total_steps:
+        while steps_done < steps_wanted:
             pass_start = time.time()
-            order = pick_pass(last_loss, args.easy_kept, generator)
-            order = order[:(total_steps - steps_done) * args.batch_size]
-            loss, steps = train_one_pass(model, average, optimizer, scheduler, train_x, train_y, order,
-                                         last_loss, args, device, generator)
+            order = pick_pass(training.last_loss, recipe.easy_kept, generator)
+            order = order[:(steps_wanted - steps_done) * recipe.batch_size]
+            loss, steps = train_one_pass(training, train_x, train_y, order, recipe, generator)
             steps_done += steps
-            val_accuracy = accuracy(average.model, val_x, val_y, tta=False)
-            shifted_accuracy = accuracy(average.model, shifted_x, shifted_y, tta=False)
-            epochs_done = steps_done / steps_per_epoch
-            for key, value in zip(history, (epochs_done, loss, val_accuracy, shifted_accuracy)):
+            scores = validate(training.average.model, val, shifted, real_photos)
+            for key, value in zip(history, (steps_done / steps_per_epoch, loss, scores['val'], scores['shifted'])):
                 history[key].append(value)
-            score = (val_accuracy + shifted_accuracy) / 2
+            score = (scores['val'] + scores['shifted']) / 2
             improved = score > best_score
             if improved:
                 best_score = score
-                save_atomically(average.model.state_dict(), args.out)
-            real = ''
-            if real_photos is not None:     # watched, never used to choose the checkpoint
-                real_x, real_y, senders = real_photos
-                real = f'real {real_photo_scores(classify(average.model, real_x, tta=False), real_y, senders)["balanced"]:5.1f}%  '
-            seconds = time.time() - pass_start
-            eta = (time.time() - started) / steps_done * (total_steps - steps_done)
-            print(f'pass {len(history["loss"]):3d}  epoch {epochs_done:5.2f}/{args.epochs}  '
-                  f'{len(order):5d} images  loss {loss:.4f}  val {val_accuracy:6.2f}%  '
-                  f'shifted {shifted_accuracy:6.2f}%  {real}{"best" if improved else "    "}  '
-                  f'{seconds:5.1f}s  eta {eta / 60:4.1f} min', flush=True)
+                save_atomically(training.average.model.state_dict(), args.out)
+            eta = (time.time() - started) / steps_done * (steps_wanted - steps_done)
+            log_pass(len(history['loss']), steps_done / steps_per_epoch, recipe.epochs, len(order), loss, scores,
+                     improved, time.time() - pass_start, eta)
     except KeyboardInterrupt:
         print('interrupted: the best model so far is already saved')
     print(f'saved {args.out} (best validation score {best_score:.2f}%, '
@@ -707,6 +810,7 @@ def train(args):
     if history['loss'] and not args.dry_run:
         plot_training(history, args.plot)
         print(f'wrote {args.plot}')
+    return best_score
 
 
 # ----------------------------------------------------------------------------- evaluation and figures
@@ -831,42 +935,54 @@ def _misclassified_strip(figure, images, labels, predicted, count):
         axis.axis('off')
 
 
+def add_recipe_flags(parser):
+    """A flag for every field of Recipe, its default and help taken from there."""
+    group = parser.add_argument_group('training recipe (see Recipe)')
+    for field in dataclasses.fields(Recipe):
+        flag, default = '--' + field.name.replace('_', '-'), field.default
+        if isinstance(default, bool):
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
+                               help=field.metadata['help'])
+        elif isinstance(default, tuple):
+            group.add_argument(flag, type=float, nargs=2, default=default, metavar=('LOW', 'HIGH'),
+                               help=field.metadata['help'])
+        else:
+            group.add_argument(flag, type=type(default), default=default, help=field.metadata['help'])
+
+
+def recipe_from_args(args):
+    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(Recipe)}
+    recipe = Recipe(**{name: tuple(value) if isinstance(value, list) else value for name, value in values.items()})
+    return dataclasses.replace(recipe, epochs=min(recipe.epochs, 2)) if args.dry_run else recipe
+
+
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--model', choices=sorted(MODELS), default='MyNet')
-    parser.add_argument('--epochs', type=int, default=22,
-                        help='training length in epochs of steps (epochs x ceil(N / batch size) steps)')
-    parser.add_argument('--easy-kept', type=float, default=0.3, metavar='FRACTION',
-                        help='fraction of the easier half of the images each pass trains on (1: all)')
-    parser.add_argument('--lr', type=float, default=0.05, help='peak learning rate (one-cycle)')
-    parser.add_argument('--batch-size', type=int, default=128)
-    parser.add_argument('--weight-decay', type=float, default=5e-4)
-    parser.add_argument('--label-smoothing', type=float, default=0.1)
-    parser.add_argument('--ema-decay', type=float, default=0.999)
-    parser.add_argument('--no-augment', dest='augment', action='store_false')
-    parser.add_argument('--photometric', type=float, default=1.0, metavar='FACTOR',
-                        help='scales the probability of every photo-like shift in training')
-    parser.add_argument('--seed', type=int, default=1)
-    parser.add_argument('--val-size', type=int, default=5000)
+    """The command line; args.recipe holds the training recipe (a Recipe)."""
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--model', choices=sorted(MODELS), default='MyNet', help='the network to train')
+    parser.add_argument('--seed', type=int, default=1, help='seed of the weights, the passes and the augmentation')
+    parser.add_argument('--val-size', type=int, default=5000, help='training images held out for validation')
     parser.add_argument('--data', default='data', help='folder holding FashionMNIST/raw')
-    parser.add_argument('--out', default='model.pt')
+    parser.add_argument('--out', default='model.pt', help='where the trained state_dict goes')
     parser.add_argument('--real-photos', default='data/realphotos-dev.npz', metavar='NPZ',
                         help='real photos converted by `make data` (measured, never trained on; skipped if absent)')
-    parser.add_argument('--threads', type=int, default=None, help='CPU threads (default: all)')
-    parser.add_argument('--dry-run', action='store_true', help='a few steps on a small subset')
+    parser.add_argument('--threads', type=int, default=None, help='CPU threads (all when not given)')
+    parser.add_argument('--dry-run', action='store_true', help='two epochs of steps on 512 images')
     parser.add_argument('--evaluate', nargs='?', const='model.pt', default=None, metavar='MODEL_PT',
-                        help='skip training: test accuracy, shift suite and report of MODEL_PT')
+                        help='skip training: test accuracy, shift suite, real photos and report of MODEL_PT')
     parser.add_argument('--plot', default='pytorch_cnn_training.png', help='training curves figure')
     parser.add_argument('--report', default='pytorch_cnn_report.png', help='--evaluate figure')
-    return parser.parse_args(argv)
+    add_recipe_flags(parser)
+    args = parser.parse_args(argv)
+    args.recipe = recipe_from_args(args)
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.dry_run:
-        args.epochs = min(args.epochs, 2)
     if args.evaluate:
         evaluate(args)
     else:

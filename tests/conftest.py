@@ -8,6 +8,7 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, 'data')
 sys.path.insert(0, REPO)
+sys.path.insert(1, os.path.join(REPO, 'tools'))
 
 LAB_EXAMPLES = runpy.run_path(os.path.join(REPO, 'tools', 'lab_examples.py'))
 
@@ -47,3 +48,28 @@ def data_mirror():
 def lab_examples():
     """tools/lab_examples.py: run_examples(...), mismatches(...), EXPECTED, TOLERANCE."""
     return LAB_EXAMPLES
+
+
+@pytest.fixture(scope='session')
+def real_photos_path():
+    """data/realphotos-dev.npz, which `make data` writes only where a mirror holds the real photos.
+
+    Without it the tests that need it are skipped with a notice, except in CI (CI=true), where the
+    mirror is always given and a missing file is an error.
+    """
+    path = os.path.join(DATA, 'realphotos-dev.npz')
+    if not os.path.exists(path):
+        if os.environ.get('CI'):
+            _require(path)
+        pytest.skip(f'{path} not found: the real photos come only from a mirror (make data DATA_MIRROR=...)')
+    return path
+
+
+@pytest.fixture(scope='session')
+def committed_model():
+    """model.pt loaded exactly as the grader loads it (and not put in eval mode)."""
+    import torch
+    import pytorch_cnn
+    model = pytorch_cnn.get_model_class(None)[0]()
+    model.load_state_dict(torch.load(os.path.join(REPO, 'model.pt'), map_location='cpu', weights_only=True))
+    return model

@@ -171,19 +171,29 @@ def test_gpu_sweep_dry_run_scores_every_config_and_keeps_their_models(tmp_path, 
     import torch
     import pytorch_cnn
     out = tmp_path / 'sweep'
-    result = run(os.path.join(REPO, 'tools', 'gpu_sweep.py'), '--dry-run', '--configs', 'base,dropout',
+    result = run(os.path.join(REPO, 'tools', 'gpu_sweep.py'), '--dry-run', '--configs', 'base,scene0',
                  '--seeds', '1', '--workers', '2', '--poll', '0.5', '--out', str(out), '--data', fashion_root)
     assert result.returncode == 0, result.stdout + result.stderr
 
     rows = {line.split()[0]: line.split() for line in (out / 'summary.txt').read_text().splitlines()[3:]}
-    assert set(rows) == {'base', 'dropout'}
+    assert set(rows) == {'base', 'scene0'}
     for name, row in rows.items():
         runs, clean, shifted = int(row[1]), float(row[2]), float(row[3])
         assert runs == 1 and 10.0 < clean <= 100.0 and 10.0 < shifted <= 100.0, row
     logs = (out / 'logs.txt').read_text()
     assert logs.count('epoch  2.00/2') == 2 and logs.count('RESULT ') == 2     # each job's last pass
 
-    base = torch.load(out / 'base-s1.pt', map_location='cpu', weights_only=True)
-    pytorch_cnn.MyNet().load_state_dict(base)
-    with_dropout = torch.load(out / 'dropout-s1.pt', map_location='cpu', weights_only=True)
-    assert 'classifier.4.weight' in with_dropout and 'classifier.4.weight' not in base
+    models = [torch.load(out / f'{name}-s1.pt', map_location='cpu', weights_only=True) for name in rows]
+    for state in models:
+        pytorch_cnn.MyNet().load_state_dict(state)
+    assert any(not torch.equal(models[0][key], models[1][key]) for key in models[0])    # the flag took
+
+
+def test_gpu_sweep_turns_recipe_changes_into_flags_the_trainer_accepts():
+    import runpy
+    sweep = runpy.run_path(os.path.join(REPO, 'tools', 'gpu_sweep.py'))
+    import pytorch_cnn
+    for name, changes in sweep['CONFIGS'].items():
+        recipe = pytorch_cnn.parse_args(sweep['recipe_flags'](changes)).recipe
+        for field, value in changes.items():
+            assert getattr(recipe, field) == (tuple(value) if isinstance(value, list) else value), name

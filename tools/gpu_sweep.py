@@ -3,7 +3,7 @@
     python tools/gpu_sweep.py --out sweep/ --seconds 490 --workers 14              # every config, seeds 1-3
     python tools/gpu_sweep.py --configs base,no-warp --seeds 1,2 --workers 4
 
-Each job is ``pytorch_cnn.train`` with one config of CONFIGS (changes to the current defaults) and one seed,
+Each job is ``pytorch_cnn.train`` with one config of CONFIGS (flags that change the Recipe) and one seed,
 in its own single-threaded process; ``--workers`` of them run at once (on an H100, 14 kept the GPU at
 99% and each 22-epoch run took about 4 minutes). A job's score is the accuracy of its saved model on
 the clean validation split and on the validation shift suite, both as ``classify`` labels them. The
@@ -12,7 +12,6 @@ running then are stopped and reported by their last progress line. ``--out`` rec
 ``summary.txt`` (rewritten every few seconds), ``logs.txt`` (every job's log) and the best three models.
 """
 import argparse
-import functools
 import json
 import os
 import statistics
@@ -23,38 +22,35 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-CONFIGS = {
+CONFIGS = {     # name -> changes to pytorch_cnn.Recipe's defaults (field name -> value)
     'base': {},
-    'erasing0': {'erasing': 0.0},
-    'erasing.1': {'erasing': 0.1},
+    'erasing0': {'erase_probability': 0.0},
+    'erasing.1': {'erase_probability': 0.1},
     'photometric.5': {'photometric': 0.5},
-    'no-warp': {'warp': 0.0},
-    'warp.15': {'warp': 0.15},
+    'no-warp': {'rotate_probability': 0.0},
+    'warp.15': {'rotate_probability': 0.15},
     'lr.1': {'lr': 0.1},
     'lr.03': {'lr': 0.03},
     'wd1e-3': {'weight_decay': 1e-3},
     'wd2.5e-4': {'weight_decay': 2.5e-4},
     'ls.05': {'label_smoothing': 0.05},
     'ls0': {'label_smoothing': 0.0},
-    'dropout': {'dropout': [0.1, 0.2]},
-    'shift2': {'max_pixels': 2},
+    'shift2': {'max_shift_pixels': 2},
     'epochs30': {'epochs': 30},
     'every-image': {'easy_kept': 1.0},
+    'scene0': {'scene_probability': 0.0},
+    'scene.25': {'scene_probability': 0.25},
+    'scene.6': {'scene_probability': 0.6},
 }
-FLAGS = ('epochs', 'lr', 'batch_size', 'weight_decay', 'label_smoothing', 'ema_decay', 'photometric',
-         'easy_kept')
 
 
-def with_dropout(P, first, second):
-    """A MyNet whose head has dropout before each linear layer (the head before 2026-11-27)."""
-    import torch.nn as nn
-
-    class MyNetWithDropout(P.MyNet):
-        def __init__(self):
-            super().__init__()
-            linear1, relu, linear2 = self.classifier
-            self.classifier = nn.Sequential(nn.Dropout(first), linear1, relu, nn.Dropout(second), linear2)
-    return MyNetWithDropout
+def recipe_flags(changes):
+    """['--field-name', 'value', ...] for a dict of Recipe changes (a range gives two values)."""
+    flags = []
+    for field, value in changes.items():
+        values = value if isinstance(value, (list, tuple)) else [value]
+        flags += ['--' + field.replace('_', '-'), *map(str, values)]
+    return flags
 
 
 def work(name, config, data_root, run_dir):
@@ -64,34 +60,23 @@ def work(name, config, data_root, run_dir):
     torch.backends.cudnn.benchmark = True
     sys.path.insert(0, REPO)
     import pytorch_cnn as P
-    if 'erasing' in config:
-        P.random_erasing = functools.partial(P.random_erasing, p=config['erasing'])
-    if 'warp' in config:
-        P.ROTATE_PROBABILITY = config['warp']
-    if 'max_pixels' in config:
-        P.random_shift_flip = functools.partial(P.random_shift_flip, max_pixels=config['max_pixels'])
-    model_class = with_dropout(P, *config['dropout']) if 'dropout' in config else P.MyNet
-    P.MODELS['MyNet'] = model_class
+    changes = {key: value for key, value in config.items() if key not in ('seed', 'dry_run')}
     out = os.path.join(run_dir, f'{name}.pt')
     argv = ['--seed', str(config['seed']), '--data', data_root, '--out', out,
-            '--plot', os.path.join(run_dir, f'{name}.png')]
+            '--real-photos', os.path.join(data_root, 'realphotos-dev.npz'),
+            '--plot', os.path.join(run_dir, f'{name}.png'), *recipe_flags(changes)]
     argv += ['--dry-run'] if config.get('dry_run') else []
-    for key in FLAGS:
-        if key in config:
-            argv += ['--' + key.replace('_', '-'), str(config[key])]
     started = time.time()
     train_args = P.parse_args(argv)
-    if train_args.dry_run:
-        train_args.epochs = min(train_args.epochs, 2)       # as pytorch_cnn.main does
     P.train(train_args)
-    model = P.load_model(out, model_class).to(P.pick_device())
-    images, labels = P.load_fashion_mnist(data_root, train=True)
-    _, (val_x, val_y) = P.split_train_val(images, labels, 5000)
-    if train_args.dry_run:
-        val_x, val_y = val_x[:512], val_y[:512]
-    shifted_x, shifted_y = P.shifted_validation_set(val_x, val_y)
-    clean, shifted = P.accuracy(model, val_x, val_y), P.accuracy(model, shifted_x, shifted_y)
-    print('RESULT ' + json.dumps({'name': name, 'clean': clean, 'shifted': shifted,
+    model = P.load_model(out).to(P.pick_device())
+    _, val, shifted, real_photos = P.validation_sets(train_args)
+    clean, shifted = P.accuracy(model, *val), P.accuracy(model, *shifted)
+    real = None
+    if real_photos is not None:
+        real_x, real_y, senders = real_photos
+        real = P.real_photo_scores(P.classify(model, real_x), real_y, senders, rounds=1)['balanced']
+    print('RESULT ' + json.dumps({'name': name, 'clean': clean, 'shifted': shifted, 'real': real,
                                   'score': (clean + shifted) / 2, 'minutes': (time.time() - started) / 60}),
           flush=True)
 
@@ -105,13 +90,16 @@ def last_pass_line(log_path):
 def summary_text(results, running, queued, elapsed, run_dir):
     """A table: per config, the mean over its finished seeds, then each seed; then the unfinished jobs."""
     lines = [f'elapsed {elapsed:.0f} s, {len(running)} running, {queued} queued', '',
-             f'{"config":14s} {"n":>2s} {"clean":>6s} {"shifted":>7s} {"score":>6s}   per seed: clean/shifted']
+             f'{"config":14s} {"n":>2s} {"clean":>6s} {"shifted":>7s} {"score":>6s} {"real":>5s}   '
+             'per seed: clean/shifted (real photos: balanced accuracy)']
     for config in dict.fromkeys(result['config'] for result in results):
         runs = sorted((r for r in results if r['config'] == config), key=lambda r: r['seed'])
         mean = {key: statistics.mean(r[key] for r in runs) for key in ('clean', 'shifted', 'score')}
+        reals = [r['real'] for r in runs if r.get('real') is not None]
+        real = f'{statistics.mean(reals):5.1f}' if reals else '    -'
         seeds = '  '.join(f's{r["seed"]} {r["clean"]:.2f}/{r["shifted"]:.2f} ({r["minutes"]:.1f} min)' for r in runs)
         lines.append(f'{config:14s} {len(runs):2d} {mean["clean"]:6.2f} {mean["shifted"]:7.2f} '
-                     f'{mean["score"]:6.2f}   {seeds}')
+                     f'{mean["score"]:6.2f} {real}   {seeds}')
     lines += [f'unfinished {name}: {last_pass_line(os.path.join(run_dir, name + ".log"))}'
               for name in sorted(running)]
     return '\n'.join(lines) + '\n'

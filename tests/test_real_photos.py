@@ -1,0 +1,143 @@
+"""Real photos: the Fashion-MNIST conversion, the real-photo evaluation and tools/classify_photo.py."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import pytorch_cnn
+from conftest import REPO
+from photo_convert import PhotoError, convert_file, convert_image
+
+CLASSIFY_PHOTO = os.path.join(REPO, 'tools', 'classify_photo.py')
+
+
+def dark_rectangle_photo(width=90, height=60, box=(20, 10, 50, 40), background=(230, 225, 215)):
+    """A light photo with a dark rectangle (left, top, right, bottom) off its centre."""
+    image = Image.new('RGB', (width, height), background)
+    image.paste((40, 30, 35), box)
+    return image
+
+
+def bright_box(view, threshold=128):
+    """(top, bottom, left, right) of the pixels above threshold in a 28x28 view (inclusive)."""
+    rows, columns = np.nonzero(view > threshold)
+    return rows.min(), rows.max(), columns.min(), columns.max()
+
+
+# ----------------------------------------------------------------------------- the converter
+
+def test_a_dark_rectangle_on_a_light_photo_becomes_a_bright_centred_rectangle_on_black():
+    view = convert_image(dark_rectangle_photo())
+    assert view.shape == (28, 28) and view.dtype == np.uint8
+    top, bottom, left, right = bright_box(view)
+    assert (top, bottom, left, right) == (0, 27, 0, 27)       # trimmed to the rectangle, which fills the frame
+    square = convert_image(dark_rectangle_photo(box=(10, 10, 40, 25)))       # 30 x 15: wider than tall
+    top, bottom, left, right = bright_box(square)
+    assert (left, right) == (0, 27) and 12 <= bottom - top + 1 <= 16      # longest edge 28, aspect kept
+    assert abs((top + bottom) / 2 - 13.5) <= 1                             # centred vertically
+    outside = np.ones((28, 28), bool)
+    outside[top:bottom + 1] = False
+    background_luma = 0.299 * 230 + 0.587 * 225 + 0.114 * 215
+    assert np.abs(square[outside] - (255 - background_luma)).max() <= 2    # the light background, negated: dark
+
+
+def test_png_with_alpha_grayscale_and_one_pixel_images_convert(tmp_path):
+    rgba = Image.new('RGBA', (40, 40), (0, 0, 0, 0))           # transparent, laid on white
+    rgba.paste((20, 20, 20, 255), (10, 5, 30, 35))
+    rgba.save(tmp_path / 'alpha.png')
+    top, bottom, left, right = bright_box(convert_file(tmp_path / 'alpha.png'))
+    assert (top, bottom) == (0, 27) and 7 <= right - left + 1 <= 21
+    dark_rectangle_photo().convert('L').save(tmp_path / 'grey.png')
+    assert bright_box(convert_file(tmp_path / 'grey.png')) == (0, 27, 0, 27)
+    Image.new('RGB', (1, 1), (200, 10, 10)).save(tmp_path / 'dot.png')
+    dot = convert_file(tmp_path / 'dot.png')
+    assert dot.shape == (28, 28) and np.ptp(dot) == 0
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    wide = dark_rectangle_photo(width=80, height=60, box=(10, 25, 70, 35))    # a horizontal bar
+    exif = Image.Exif()
+    exif[0x0112] = 6                                           # shown rotated by 90 degrees
+    wide.save(tmp_path / 'rotated.jpg', exif=exif)
+    top, bottom, left, right = bright_box(convert_file(tmp_path / 'rotated.jpg'))
+    assert bottom - top > 3 * (right - left)                   # the bar stands upright
+
+
+def test_a_file_that_is_not_an_image_fails_with_one_line_naming_it(tmp_path):
+    text = tmp_path / 'notes.jpg'
+    text.write_text('not a photo')
+    with pytest.raises(PhotoError) as raised:
+        convert_file(text)
+    message = str(raised.value)
+    assert str(text) in message and '\n' not in message
+    with pytest.raises(PhotoError, match='missing.png'):
+        convert_file(tmp_path / 'missing.png')
+
+
+# ----------------------------------------------------------------------------- evaluation on real photos
+
+def test_real_photo_scores_balanced_accuracy_and_contributor_interval():
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 6, 6])
+    senders = torch.tensor([1, 1, 2, 2, 3, 3, 4, 5])
+    predicted = torch.tensor([0, 0, 0, 0, 1, 8, 8, 8])         # T-shirts 100%, trousers 50%, shirts 0%
+    scores = pytorch_cnn.real_photo_scores(predicted, labels, senders, rounds=500)
+    assert scores['per_class'] == {0: 100.0, 1: 50.0, 6: 0.0}
+    assert scores['balanced'] == pytest.approx(50.0)
+    assert scores['overall'] == pytest.approx(62.5)
+    low, high = scores['balanced_interval']
+    assert low <= scores['balanced'] <= high and high - low > 10
+    perfect = pytorch_cnn.real_photo_scores(labels, labels, senders, rounds=50)
+    assert perfect['balanced_interval'] == (100.0, 100.0)
+
+
+def test_the_committed_model_on_the_real_photos(real_photos_path, committed_model):
+    """The committed model's real-photo targets: balanced accuracy and no class left behind."""
+    images, labels, senders = pytorch_cnn.load_real_photos(real_photos_path)
+    assert images.shape[1:] == (1, 28, 28) and len(labels) == len(senders) > 1000
+    scores = pytorch_cnn.real_photo_scores(pytorch_cnn.classify(committed_model, images), labels, senders)
+    assert scores['balanced'] >= 55.0, scores
+    assert min(scores['per_class'].values()) >= 30.0, scores
+
+
+def test_evaluate_reports_real_photos_beside_fashion_mnist(real_photos_path, committed_model, tmp_path,
+                                                            capsys):
+    images, labels, senders = pytorch_cnn.load_real_photos(real_photos_path)
+    subset = tmp_path / 'real.npz'
+    np.savez(subset, images=(images[:40, 0] * 255).round().byte().numpy(), labels=labels[:40].numpy(),
+             senders=senders[:40].numpy())
+    scores, photos, predicted = pytorch_cnn.real_photo_report(committed_model, str(subset))
+    assert len(predicted) == 40 and set(scores['per_class']) == set(labels[:40].tolist())
+    assert 'balanced accuracy' in capsys.readouterr().out
+    assert pytorch_cnn.real_photo_report(committed_model, str(tmp_path / 'absent.npz')) is None
+    assert 'not found' in capsys.readouterr().out
+
+
+# ----------------------------------------------------------------------------- classify_photo.py
+
+def test_classify_photo_prints_top_three_and_draws_one_figure(real_photos_path, tmp_path):
+    folder = os.path.join(REPO, '..', 'shared', 'data', 'realphotos', 'clothing-dev', 'images')
+    if not os.path.isdir(folder):
+        pytest.skip(f'{folder} not found')
+    photos = sorted(os.listdir(folder))[:2]
+    (tmp_path / 'notes.jpg').write_text('not a photo')
+    figure = tmp_path / 'figure.png'
+    result = subprocess.run([sys.executable, CLASSIFY_PHOTO, *(os.path.join(folder, p) for p in photos),
+                             str(tmp_path / 'notes.jpg'), '--out', str(figure)],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.endswith('%')]
+    assert len(lines) == 2 and all(line.count('%') == 3 for line in lines)
+    assert result.stderr.strip().count('\n') == 0 and 'notes.jpg' in result.stderr
+    with Image.open(figure) as drawn:
+        assert drawn.size[1] > 400                             # a row for each of the two photos
+
+
+def test_classify_photo_with_no_image_fails(tmp_path):
+    (tmp_path / 'notes.txt').write_text('not a photo')
+    result = subprocess.run([sys.executable, CLASSIFY_PHOTO, str(tmp_path / 'notes.txt')],
+                            capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode != 0 and 'no photo could be classified' in result.stderr
