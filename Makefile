@@ -7,16 +7,17 @@ ZIP    ?= submission.zip
 DATA_MIRROR ?=
 export DATA_MIRROR
 
-.PHONY: help install data numpy cnn evaluate run test zip check-zip clean distclean
+.PHONY: help install data numpy cnn evaluate bench run test zip check-zip clean distclean
 
 help:
 	@echo "make run        install, data, numpy part, evaluate model.pt, zip, check-zip (minutes)"
 	@echo "make test       install, data, pytest  (the test command; CI runs exactly this)"
 	@echo "make install    virtualenv in $(VENV) with requirements.txt"
-	@echo "make data       Fashion-MNIST and MNIST into $(DATA)/ (DATA_MIRROR=dir for offline)"
+	@echo "make data       Fashion-MNIST, MNIST (and real photos from a mirror) into $(DATA)/ (DATA_MIRROR=dir)"
 	@echo "make numpy      train the NumPy network, redraw its two figures"
 	@echo "make cnn        retrain MyNet and overwrite model.pt (tens of minutes)"
-	@echo "make evaluate   test accuracy and shift suite of model.pt, redraw the report figure"
+	@echo "make evaluate   test accuracy, shift suite and real photos of model.pt, redraw the report figure"
+	@echo "make bench      training-step and classify timings on this machine (run it on a quiet machine)"
 	@echo "make zip        submission.zip with exactly the five files BRUTE wants"
 	@echo "make check-zip  emulate the grader on submission.zip"
 	@echo "make clean      remove generated files (keeps $(VENV) and $(DATA)); distclean removes those too"
@@ -44,8 +45,12 @@ cnn: install data
 	$(PY) pytorch_cnn.py
 
 evaluate: install data
-	@echo "==> evaluate: model.pt on the Fashion-MNIST test set and the shift suite"
+	@echo "==> evaluate: model.pt on the Fashion-MNIST test set, the shift suite and the real photos"
 	$(PY) pytorch_cnn.py --evaluate model.pt
+
+bench: install data
+	@echo "==> bench: timings of MyNet on this machine"
+	$(PY) tools/bench.py
 
 run: install data numpy evaluate zip check-zip
 

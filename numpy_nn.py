@@ -327,22 +327,25 @@ def plot_classification(x, y, predicted, class_names, path, show, per_class=100)
 # ----------------------------------------------------------------------------- main
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--data', default=os.path.join('data', 'full-mnist.npz'))
-    parser.add_argument('--classes', type=int, nargs=2, default=(4, 9), metavar=('A', 'B'))
-    parser.add_argument('--epochs', type=int, default=20)
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--data', default=os.path.join('data', 'full-mnist.npz'), help='the MNIST .npz (make data)')
+    parser.add_argument('--classes', type=int, nargs=2, default=(4, 9), metavar=('A', 'B'),
+                        help='the two digits to tell apart (A is 0, B is 1)')
+    parser.add_argument('--epochs', type=int, default=20, help='passes over the training digits')
     parser.add_argument('--lr', type=float, default=0.05, help='initial learning rate (cosine decay)')
-    parser.add_argument('--momentum', type=float, default=0.9)
+    parser.add_argument('--momentum', type=float, default=0.9, help='SGD momentum')
     parser.add_argument('--batch-size', type=int, default=32,
                         help='32 keeps the per-sample gradients (batch x 784 x 128) small enough to reuse memory')
     parser.add_argument('--hidden', type=int, nargs='*', default=[128, 64], help='hidden layer widths')
     parser.add_argument('--shift-pixels', type=int, default=1,
                         help='augmentation: random translation of training images by up to this many pixels')
-    parser.add_argument('--seed', type=int, default=1)
-    parser.add_argument('--val-fraction', type=float, default=0.1)
+    parser.add_argument('--seed', type=int, default=1, help='seed of the weights, the split and the batches')
+    parser.add_argument('--val-fraction', type=float, default=0.1,
+                        help='training digits held out to pick the best epoch')
     parser.add_argument('--log-every', type=int, default=5, help='epochs between progress lines')
     parser.add_argument('--no-show', dest='show', action='store_false', default=None,
-                        help='only save the figures (default when there is no display)')
+                        help='only save the figures (None: show them when there is a display)')
     parser.add_argument('--out-dir', default='.', help='where the two figures go')
     args = parser.parse_args(argv)
     if args.show is None:

@@ -72,6 +72,9 @@ class Recipe:
     garment_contrast: tuple = _setting((0.3, 1.0), 'range of the grey-level span of the garment in a scene')
     inverted_garment: float = _setting(0.3, 'fraction of scenes whose garment is drawn in negative')
     background_std: tuple = _setting((0.03, 0.15), 'range of the texture\'s standard deviation')
+    elastic: float = _setting(0.0, 'a scene\'s garment bent by a smooth random displacement of this many pixels')
+    garment_shading: float = _setting(0.0, 'largest depth of smooth shading (folds, shadows) on a scene\'s garment')
+    frame_bars: float = _setting(0.0, 'fraction of scenes with flat bands on two sides, as a padded photo has')
     # photometric shifts: each hits its own random fraction of the images, scaled by --photometric
     photometric: float = _setting(1.0, 'scales the probability of every photometric shift (0: none)')
     blur_probability: float = _setting(0.05, 'Gaussian blur ...')
@@ -428,11 +431,16 @@ def _unit(pattern):
     return centred / centred.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
 
 
+def _smooth_noise(n, channels, cells, h, w, generator):
+    """(n, channels, h, w) random values on a cells x cells grid, bicubically interpolated."""
+    coarse = torch.randn(n, channels, cells, cells, generator=generator)
+    return F.interpolate(coarse, size=(h, w), mode='bicubic', align_corners=False)
+
+
 def random_texture(n, generator, h=28, w=28):
     """(n, 1, h, w) backgrounds with zero mean and unit std: blotches, grain, stripes or grids, on blotches."""
     def blotches(cells):
-        coarse = torch.randn(n, 1, cells, cells, generator=generator)
-        return _unit(F.interpolate(coarse, size=(h, w), mode='bicubic', align_corners=False))
+        return _unit(_smooth_noise(n, 1, cells, h, w, generator))
 
     ys = torch.arange(h, dtype=torch.float32).view(1, 1, h, 1)
     xs = torch.arange(w, dtype=torch.float32).view(1, 1, 1, w)
@@ -461,7 +469,12 @@ def random_scene(x, generator, recipe):
     zoom = _uniform(n, *recipe.scene_zoom, generator)
     shear = _uniform(n, -recipe.scene_max_shear, recipe.scene_max_shear, generator)
     moved = affine(torch.cat([x, garment_mask(x)], dim=1), angle, zoom, shear, shift)
+    if recipe.elastic > 0:
+        moved = elastic_warp(moved, generator, recipe.elastic)
     garment, alpha = moved[:, :1], moved[:, 1:]
+    if recipe.garment_shading > 0:      # folds and shadows: the garment's own brightness varies smoothly
+        depth = _uniform(n, 0.0, recipe.garment_shading, generator).view(-1, 1, 1, 1)
+        garment = garment * (1 + depth * _unit(_smooth_noise(n, 1, 4, h, w, generator)))
     darkest = _uniform(n, 0.0, 0.6, generator).view(-1, 1, 1, 1)
     brightest = (darkest + _uniform(n, *recipe.garment_contrast, generator).view(-1, 1, 1, 1)).clamp_max(1)
     inverted = _chosen(n, recipe.inverted_garment, generator).view(-1, 1, 1, 1)
@@ -470,7 +483,32 @@ def random_scene(x, generator, recipe):
     level = _uniform(n, 0.0, 1.0, generator).view(-1, 1, 1, 1)
     background = level + _uniform(n, *recipe.background_std, generator).view(-1, 1, 1, 1) \
         * random_texture(n, generator, h, w)
-    return (alpha * garment + (1 - alpha) * background).clamp(0, 1)
+    scene = alpha * garment + (1 - alpha) * background
+    if recipe.frame_bars > 0:
+        scene = add_frame_bars(scene, level, generator, recipe.frame_bars)
+    return scene.clamp(0, 1)
+
+
+def elastic_warp(x, generator, pixels):
+    """Each image x (B, C, H, W) bent by a smooth random displacement of up to about ``pixels``."""
+    n, _, h, w = x.shape
+    displacement = _smooth_noise(n, 2, 4, h, w, generator).permute(0, 2, 3, 1) * pixels
+    displacement = displacement * 2.0 / torch.tensor([w, h], dtype=x.dtype)
+    identity = F.affine_grid(torch.eye(2, 3).repeat(n, 1, 1), list(x.shape), align_corners=False)
+    return F.grid_sample(x, identity + displacement, mode='bilinear', padding_mode='zeros', align_corners=False)
+
+
+def add_frame_bars(x, level, generator, p, widest=5):
+    """For a fraction p of the images x (B, 1, H, W), flat bands of grey ``level`` (B, 1, 1, 1) on two
+    opposite sides, as the conversion pads a photo that is not square."""
+    n, _, h, w = x.shape
+    width = torch.randint(1, widest + 1, (n, 1, 1, 1), generator=generator)
+    across = _chosen(n, 0.5, generator).view(-1, 1, 1, 1)
+    rows = torch.arange(h).view(1, 1, h, 1)
+    columns = torch.arange(w).view(1, 1, 1, w)
+    in_bar = torch.where(across, (columns < width) | (columns >= w - width), (rows < width) | (rows >= h - width))
+    in_bar = in_bar & _chosen(n, p, generator).view(-1, 1, 1, 1)
+    return torch.where(in_bar, level.expand_as(x), x)
 
 
 def augment(x, generator, recipe=Recipe()):
@@ -682,6 +720,67 @@ def pick_pass(last_loss, easy_kept, generator):
     return chosen[torch.randperm(len(chosen), generator=generator)]
 
 
+def cpu_has_bf16_units():
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated, slowly."""
+    try:
+        with open('/proc/cpuinfo') as handle:
+            flags = next((line.split(':', 1)[1].split() for line in handle if line.startswith('flags')), [])
+    except OSError:
+        return False
+    return 'avx512_bf16' in flags or 'amx_bf16' in flags
+
+
+def milliseconds_per_step(model, device, dtype, batch_size, steps=6):
+    """Time of one SGD step (forward under autocast to dtype, or float32 for None) on a copy of model."""
+    model = copy.deepcopy(model).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(batch_size, 1, 28, 28, generator=generator).to(device).contiguous(
+        memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch_size,), generator=generator).to(device)
+    for step in range(steps + 2):                   # two warm-up steps, then the timed ones
+        if step == 2:
+            if device.type == 'cuda':
+                torch.cuda.synchronize()
+            started = time.perf_counter()
+        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            out = model(x)
+        loss = F.cross_entropy(out.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    if device.type == 'cuda':
+        torch.cuda.synchronize()
+    return 1000.0 * (time.perf_counter() - started) / steps
+
+
+def choose_precision(requested, model, device, batch_size):
+    """The autocast dtype of training's forward pass (None: float32) for --precision requested.
+
+    auto: on CUDA bf16 (fp16 where bf16 is missing); on a CPU with bf16 units whichever of
+    float32 and bf16 takes a step in less time, bf16 only when at least 1.2 times faster; else float32.
+    Prints the choice and why.
+    """
+    if requested == 'fp32' or device.type not in ('cpu', 'cuda'):
+        print(f'precision: fp32 ({requested} asked, {device.type})')
+        return None
+    if device.type == 'cuda':
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        print(f'precision: {dtype} autocast on CUDA')
+        return dtype
+    if not cpu_has_bf16_units():
+        print(f'precision: fp32 ({requested} asked, but this CPU has no bf16 units: bf16 would be emulated)')
+        return None
+    if requested == 'bf16':
+        print('precision: bf16 autocast (asked)')
+        return torch.bfloat16
+    fp32 = milliseconds_per_step(model, device, None, batch_size)
+    bf16 = milliseconds_per_step(model, device, torch.bfloat16, batch_size)
+    choice = 'bf16' if fp32 / bf16 >= 1.2 else 'fp32'
+    print(f'precision: {choice} (a step takes {fp32:.0f} ms in fp32, {bf16:.0f} ms in bf16 autocast)')
+    return torch.bfloat16 if choice == 'bf16' else None
+
+
 @dataclasses.dataclass
 class Training:
     """What a training run updates step by step."""
@@ -691,9 +790,11 @@ class Training:
     scheduler: torch.optim.lr_scheduler.LRScheduler
     last_loss: torch.Tensor         # (N,) each training image's loss when last trained on (inf: never)
     device: torch.device
+    autocast_dtype: torch.dtype = None      # the forward pass's dtype under autocast; None: float32
+    scaler: torch.amp.GradScaler = None     # loss scaling, for float16 only
 
 
-def start_training(model, recipe, images_in_training, device):
+def start_training(model, recipe, images_in_training, device, autocast_dtype=None):
     """A Training for ``model`` (moved to device) under ``recipe``: optimiser, one-cycle schedule, average."""
     model = model.to(device).to(memory_format=torch.channels_last)
     decay, no_decay = [], []
@@ -706,8 +807,9 @@ def start_training(model, recipe, images_in_training, device):
         optimizer, max_lr=recipe.lr, total_steps=total_steps(recipe, images_in_training),
         pct_start=recipe.warmup_fraction, div_factor=recipe.lr_start_divisor,
         final_div_factor=recipe.lr_end_divisor)
+    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
     return Training(model, WeightAverage(model, recipe.ema_decay, recipe.ema_warmup), optimizer, scheduler,
-                    torch.full((images_in_training,), float('inf')), device)
+                    torch.full((images_in_training,), float('inf')), device, autocast_dtype, scaler)
 
 
 def total_steps(recipe, images_in_training):
@@ -717,12 +819,20 @@ def total_steps(recipe, images_in_training):
 def train_step(training, x, y, recipe):
     """One SGD step on the batch x (B, 1, 28, 28), y (B,); returns each image's loss (B,) on the CPU."""
     x = x.to(training.device).contiguous(memory_format=torch.channels_last)
+    dtype = training.autocast_dtype
+    with torch.autocast(training.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        log_probabilities = training.model(x)
     # the networks return log-probabilities, which cross_entropy's log-softmax leaves as they are
-    per_image = F.cross_entropy(training.model(x), y.to(training.device),
+    per_image = F.cross_entropy(log_probabilities.float(), y.to(training.device),
                                 label_smoothing=recipe.label_smoothing, reduction='none')
     training.optimizer.zero_grad(set_to_none=True)
-    per_image.mean().backward()
-    training.optimizer.step()
+    if training.scaler.is_enabled():
+        training.scaler.scale(per_image.mean()).backward()
+        training.scaler.step(training.optimizer)
+        training.scaler.update()
+    else:
+        per_image.mean().backward()
+        training.optimizer.step()
     training.scheduler.step()
     training.average.update(training.model)
     return per_image.detach().cpu()
@@ -781,7 +891,9 @@ def train(args):
     (train_x, train_y), val, shifted, real_photos = validation_sets(args)
     print(f'{args.model} on {device}, {torch.get_num_threads()} threads: '
           f'{len(train_y)} training, {len(val[1])} validation images')
-    training = start_training(MODELS[args.model](), recipe, len(train_y), device)
+    model = MODELS[args.model]().to(device).to(memory_format=torch.channels_last)
+    training = start_training(model, recipe, len(train_y), device,
+                              choose_precision(args.precision, model, device, recipe.batch_size))
     steps_per_epoch, steps_wanted = math.ceil(len(train_y) / recipe.batch_size), total_steps(recipe, len(train_y))
     history = {'epoch': [], 'loss': [], 'val': [], 'shifted': []}
     best_score, steps_done, started = -1.0, 0, time.time()
@@ -968,6 +1080,9 @@ def parse_args(argv=None):
     parser.add_argument('--real-photos', default='data/realphotos-dev.npz', metavar='NPZ',
                         help='real photos converted by `make data` (measured, never trained on; skipped if absent)')
     parser.add_argument('--threads', type=int, default=None, help='CPU threads (all when not given)')
+    parser.add_argument('--precision', choices=('auto', 'fp32', 'bf16'), default='auto',
+                        help='forward pass of training in float32 or bf16 autocast; auto measures which is faster '
+                             '(the saved weights are float32 either way)')
     parser.add_argument('--dry-run', action='store_true', help='two epochs of steps on 512 images')
     parser.add_argument('--evaluate', nargs='?', const='model.pt', default=None, metavar='MODEL_PT',
                         help='skip training: test accuracy, shift suite, real photos and report of MODEL_PT')

@@ -34,6 +34,12 @@ def test_make_data_from_mirror_into_empty_folder_then_idempotent(tmp_path, data_
     first = make('data', f'DATA={out}', f'DATA_MIRROR={data_mirror}')
     assert first.returncode == 0, first.stdout + first.stderr
     assert 'Fashion-MNIST: from mirror' in first.stdout and 'MNIST: from mirror' in first.stdout
+    with np.load(out / 'realphotos-dev.npz') as real:
+        assert real['images'].shape[1:] == (28, 28) and real['images'].dtype == np.uint8
+        assert len(real['labels']) == len(real['senders']) == len(real['images'])
+    with open(os.path.join(data_mirror, 'realphotos', 'clothing-dev', 'labels.csv')) as handle:
+        listed = np.array([int(line.split(',')[1]) for line in list(handle)[1:]])
+    assert np.array_equal(np.bincount(real['labels'], minlength=10), np.bincount(listed, minlength=10))
     raw = out / 'FashionMNIST' / 'raw'
     assert sorted(os.listdir(raw)) == sorted(FASHION_FILES)
     with open(raw / 'train-images-idx3-ubyte', 'rb') as file:
@@ -46,8 +52,35 @@ def test_make_data_from_mirror_into_empty_folder_then_idempotent(tmp_path, data_
     mtimes = {path: os.stat(path).st_mtime_ns for path in [*raw.iterdir(), out / 'full-mnist.npz']}
     second = make('data', f'DATA={out}', f'DATA_MIRROR={data_mirror}')
     assert second.returncode == 0, second.stdout + second.stderr
-    assert second.stdout.count('already in') == 2
+    assert second.stdout.count('already in') == 3
     assert {path: os.stat(path).st_mtime_ns for path in mtimes} == mtimes
+
+
+def test_make_data_without_real_photos_says_so_in_one_line_and_goes_on(tmp_path, data_mirror):
+    mirror = tmp_path / 'mirror'
+    mirror.mkdir()
+    for name in ('fashion-mnist', 'mnist'):
+        (mirror / name).symlink_to(os.path.join(data_mirror, name))
+    result = run(FETCH, '--out', str(tmp_path / 'data'), '--mirror', str(mirror), '--offline')
+    assert result.returncode == 0, result.stderr
+    notices = [line for line in result.stdout.splitlines() if line.startswith('Real photos:')]
+    assert len(notices) == 1 and 'skipped' in notices[0]
+    assert not (tmp_path / 'data' / 'realphotos-dev.npz').exists()
+
+
+def test_a_damaged_real_photo_is_named(tmp_path, data_mirror):
+    mirror = tmp_path / 'mirror'
+    photos = mirror / 'realphotos' / 'clothing-dev'
+    (photos / 'images').mkdir(parents=True)
+    for name in ('fashion-mnist', 'mnist'):
+        (mirror / name).symlink_to(os.path.join(data_mirror, name))
+    (photos / 'images' / 'broken.jpg').write_bytes(b'not a jpeg')
+    (photos / 'labels.csv').write_text('file,label,class_name,source_label,sender_id\n'
+                                       'images/broken.jpg,0,T-shirt/top,T-Shirt,1\n')
+    result = run(FETCH, '--out', str(tmp_path / 'data'), '--mirror', str(mirror), '--offline')
+    assert result.returncode != 0 and 'broken.jpg' in result.stderr
+    assert not any(name.startswith('realphotos') or name.startswith('.tmp')
+                   for name in os.listdir(tmp_path / 'data'))
 
 
 def test_torchvision_accepts_the_fetched_files(fashion_root):

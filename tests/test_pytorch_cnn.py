@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import pytorch_cnn
+from common import percent_correct
 from pytorch_cnn import FCNet, MyNet, SimpleCNN, classify
 
 MODEL_PT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'model.pt')
@@ -27,7 +28,7 @@ def committed_test_run(committed_model, test_set):
     started = time.perf_counter()
     predicted = classify(committed_model, images)
     seconds = time.perf_counter() - started
-    return 100.0 * (predicted == labels).double().mean().item(), seconds
+    return percent_correct(predicted, labels), seconds
 
 
 # ----------------------------------------------------------------------------- contract
@@ -295,12 +296,17 @@ def test_committed_model_under_other_shifts_keeps_most_accuracy(committed_model,
 
 # ----------------------------------------------------------------------------- training smoke run
 
-def test_dry_run_trains_and_writes_a_loadable_model(tmp_path, fashion_root, repo):
+@pytest.mark.parametrize('precision', ['auto', 'bf16'])
+def test_dry_run_trains_and_writes_a_loadable_model(tmp_path, fashion_root, repo, precision):
     out = tmp_path / 'dry.pt'
     result = subprocess.run([sys.executable, 'pytorch_cnn.py', '--dry-run', '--data', fashion_root,
-                             '--out', str(out)], cwd=repo, capture_output=True, text=True, timeout=120)
+                             '--precision', precision, '--out', str(out)],
+                            cwd=repo, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert 'pass   1  epoch  1.00/2' in result.stdout and 'saved' in result.stdout
+    if precision == 'bf16':
+        has_units = pytorch_cnn.cpu_has_bf16_units()
+        assert ('bf16 autocast' if has_units else 'no bf16 units') in result.stdout
     model = pytorch_cnn.load_model(str(out))
     assert classify(model, torch.rand(3, 1, 28, 28)).shape == (3,)
 
@@ -366,3 +372,49 @@ def test_weight_average_warms_up_then_decays_slowly():
     average.updates = 10_000                               # from here on the decay is capped at 0.999
     average.update(model)
     torch.testing.assert_close(average.model.fc.weight, start + 0.9 + 0.001 * 0.1)
+
+
+# ----------------------------------------------------------------------------- precision
+
+def test_precision_fp32_and_the_fallback_without_bf16_units(monkeypatch, capsys):
+    monkeypatch.setattr(pytorch_cnn, 'cpu_has_bf16_units', lambda: False)
+    cpu = torch.device('cpu')
+    assert pytorch_cnn.choose_precision('fp32', MyNet(), cpu, 8) is None
+    for asked in ('auto', 'bf16'):
+        assert pytorch_cnn.choose_precision(asked, MyNet(), cpu, 8) is None
+        assert 'no bf16 units' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize('fp32_ms, bf16_ms, chosen', [(160.0, 70.0, torch.bfloat16), (100.0, 90.0, None)])
+def test_auto_precision_times_both_and_takes_bf16_only_when_clearly_faster(monkeypatch, capsys, fp32_ms, bf16_ms,
+                                                                           chosen):
+    monkeypatch.setattr(pytorch_cnn, 'cpu_has_bf16_units', lambda: True)
+    timings = {None: fp32_ms, torch.bfloat16: bf16_ms}
+    monkeypatch.setattr(pytorch_cnn, 'milliseconds_per_step', lambda model, device, dtype, batch: timings[dtype])
+    assert pytorch_cnn.choose_precision('auto', MyNet(), torch.device('cpu'), 8) == chosen
+    out = capsys.readouterr().out
+    assert f'{fp32_ms:.0f} ms in fp32' in out and f'{bf16_ms:.0f} ms in bf16' in out
+
+
+def test_a_bf16_training_step_keeps_float32_weights_and_leaves_the_timed_model_alone(test_set):
+    torch.manual_seed(0)
+    model = MyNet()
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    assert pytorch_cnn.milliseconds_per_step(model, torch.device('cpu'), torch.bfloat16, 4, steps=1) > 0
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+    training = pytorch_cnn.start_training(model, pytorch_cnn.Recipe(epochs=1), 64, torch.device('cpu'),
+                                          torch.bfloat16)
+    images, labels = test_set[0][:16], test_set[1][:16]
+    losses = [pytorch_cnn.train_step(training, images, labels, pytorch_cnn.Recipe()) for _ in range(3)]
+    assert all(loss.dtype == torch.float32 and loss.isfinite().all() for loss in losses)
+    assert losses[-1].mean() < losses[0].mean()
+    assert all(p.dtype == torch.float32 for p in list(model.parameters()) + list(training.average.model.parameters()))
+
+
+def test_bench_prints_the_processor_and_both_precisions(fashion_root, repo):
+    result = subprocess.run([sys.executable, os.path.join('tools', 'bench.py'), '--images', '300', '--steps', '1',
+                             '--data', fashion_root], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith('processor: ') and 'bf16 units: ' in result.stdout
+    assert 'fp32: ' in result.stdout and 'bf16: ' in result.stdout
+    assert result.stdout.count('images/s') == 2

@@ -1,0 +1,65 @@
+"""Timings of MyNet on this machine: a training step in fp32 and bf16, and classify's throughput.
+
+    python tools/bench.py                  # make bench
+    python tools/bench.py --images 2000    # quicker
+
+Prints the processor and whether it has bf16 units, milliseconds per training step (batch of
+the recipe) in float32 and under bf16 autocast (emulated, and so slow, on CPUs without bf16
+units), and images per second of ``classify`` with and without its test-time views on the
+first --images test images. Run it on a quiet machine: anything else running slows it.
+"""
+import argparse
+import os
+import platform
+import sys
+import time
+
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+import pytorch_cnn  # noqa: E402
+
+
+def processor_name():
+    try:
+        with open('/proc/cpuinfo') as handle:
+            return next(line.split(':', 1)[1].strip() for line in handle if line.startswith('model name'))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def classify_rate(model, images, tta):
+    started = time.perf_counter()
+    pytorch_cnn.classify(model, images, tta=tta)
+    return len(images) / (time.perf_counter() - started)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('--model-pt', default=os.path.join(REPO, 'model.pt'), help='weights for classify')
+    parser.add_argument('--data', default=os.path.join(REPO, 'data'), help='folder holding FashionMNIST/raw')
+    parser.add_argument('--images', type=int, default=10000, help='test images classified')
+    parser.add_argument('--steps', type=int, default=10, help='timed training steps per precision')
+    args = parser.parse_args(argv)
+
+    device = pytorch_cnn.pick_device()
+    units = 'yes' if pytorch_cnn.cpu_has_bf16_units() else 'no (bf16 is emulated)'
+    print(f'processor: {processor_name()}, {torch.get_num_threads()} threads; device {device}; '
+          f'bf16 units: {units}; torch {torch.__version__}')
+    model = pytorch_cnn.MyNet().to(device)
+    batch = pytorch_cnn.Recipe().batch_size
+    for name, dtype in (('fp32', None), ('bf16', torch.bfloat16)):
+        ms = pytorch_cnn.milliseconds_per_step(model, device, dtype, batch, steps=args.steps)
+        print(f'training step, batch {batch}, {name}: {ms:7.1f} ms')
+    trained = pytorch_cnn.load_model(args.model_pt)
+    images = pytorch_cnn.load_fashion_mnist(args.data, train=False)[0][:args.images]
+    for tta in (False, True):
+        rate = classify_rate(trained, images, tta)
+        print(f'classify {len(images)} images, {"with" if tta else "without"} test-time views: '
+              f'{rate:7.0f} images/s ({len(images) / rate:.1f} s)')
+
+
+if __name__ == '__main__':
+    main()
