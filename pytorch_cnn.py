@@ -72,9 +72,12 @@ class Recipe:
     garment_contrast: tuple = _setting((0.3, 1.0), 'range of the grey-level span of the garment in a scene')
     inverted_garment: float = _setting(0.3, 'fraction of scenes whose garment is drawn in negative')
     background_std: tuple = _setting((0.03, 0.15), 'range of the texture\'s standard deviation')
+    background_gap: float = _setting(0.0, 'least distance of the background\'s grey level from the garment\'s '
+                                          'middle one (0: any level)')
     elastic: float = _setting(0.0, 'a scene\'s garment bent by a smooth random displacement of this many pixels')
     garment_shading: float = _setting(0.0, 'largest depth of smooth shading (folds, shadows) on a scene\'s garment')
     frame_bars: float = _setting(0.0, 'fraction of scenes with flat bands on two sides, as a padded photo has')
+    garment_print: float = _setting(0.0, 'fraction of scenes whose garment gets a printed or woven pattern')
     # photometric shifts: each hits its own random fraction of the images, scaled by --photometric
     photometric: float = _setting(1.0, 'scales the probability of every photometric shift (0: none)')
     blur_probability: float = _setting(0.05, 'Gaussian blur ...')
@@ -475,12 +478,21 @@ def random_scene(x, generator, recipe):
     if recipe.garment_shading > 0:      # folds and shadows: the garment's own brightness varies smoothly
         depth = _uniform(n, 0.0, recipe.garment_shading, generator).view(-1, 1, 1, 1)
         garment = garment * (1 + depth * _unit(_smooth_noise(n, 1, 4, h, w, generator)))
+    if recipe.garment_print > 0:        # a print or weave of any class's garment, so a pattern alone names no class
+        printed = _chosen(n, recipe.garment_print, generator).view(-1, 1, 1, 1)
+        weight = _uniform(n, 0.2, 0.6, generator).view(-1, 1, 1, 1) * printed
+        garment = (1 - weight) * garment + weight * (0.5 + 0.25 * random_texture(n, generator, h, w))
     darkest = _uniform(n, 0.0, 0.6, generator).view(-1, 1, 1, 1)
     brightest = (darkest + _uniform(n, *recipe.garment_contrast, generator).view(-1, 1, 1, 1)).clamp_max(1)
     inverted = _chosen(n, recipe.inverted_garment, generator).view(-1, 1, 1, 1)
     garment = torch.where(inverted, brightest - (brightest - darkest) * garment,
                           darkest + (brightest - darkest) * garment)
-    level = _uniform(n, 0.0, 1.0, generator).view(-1, 1, 1, 1)
+    if recipe.background_gap > 0:       # the background's grey level at least this far from the garment's middle
+        middle = (darkest + brightest) / 2
+        side = torch.where(_chosen(n, 0.5, generator).view(-1, 1, 1, 1), 1.0, -1.0)
+        level = (middle + side * _uniform(n, recipe.background_gap, 0.5, generator).view(-1, 1, 1, 1)).clamp(0, 1)
+    else:
+        level = _uniform(n, 0.0, 1.0, generator).view(-1, 1, 1, 1)
     background = level + _uniform(n, *recipe.background_std, generator).view(-1, 1, 1, 1) \
         * random_texture(n, generator, h, w)
     scene = alpha * garment + (1 - alpha) * background
@@ -638,6 +650,15 @@ def load_real_photos(path):
     with np.load(path) as arrays:
         images = torch.from_numpy(arrays['images']).unsqueeze(1).float() / 255.0
         return images, torch.from_numpy(arrays['labels']).long(), torch.from_numpy(arrays['senders']).long()
+
+
+def real_photo_files(path):
+    """The original photo files behind the real-photo npz at path, or None where it names none."""
+    import numpy as np
+    with np.load(path) as arrays:
+        if 'source' not in arrays.files or 'files' not in arrays.files:
+            return None
+        return [os.path.join(str(arrays['source']), name) for name in arrays['files']]
 
 
 def real_photo_scores(predicted, labels, senders, rounds=2000, seed=0):
@@ -940,7 +961,7 @@ def confusion_matrix(predicted, labels, classes=10):
 
 
 def real_photo_report(model, path):
-    """classify on the real photos at path, printed and returned as (scores, photos, predicted);
+    """classify on the real photos at path, printed and returned as (scores, photos, predicted, photo files);
     None with a notice when the file is absent."""
     photos = load_real_photos(path)
     if photos is None:
@@ -948,6 +969,7 @@ def real_photo_report(model, path):
         return None
     images, labels, senders = photos
     predicted = classify(model, images)
+    files = real_photo_files(path)
     scores = real_photo_scores(predicted, labels, senders)
     low, high = scores['balanced_interval']
     print(f'real photos ({len(labels)}, {senders.unique().numel()} contributors): '
@@ -955,7 +977,7 @@ def real_photo_report(model, path):
           f'overall {scores["overall"]:.2f}% ({scores["overall_interval"][0]:.1f}-{scores["overall_interval"][1]:.1f})')
     for label, value in scores['per_class'].items():
         print(f'  {CLASS_NAMES[label]:18s} {value:6.2f}%  ({int((labels == label).sum())} photos)')
-    return scores, photos, predicted
+    return scores, photos, predicted, files
 
 
 def evaluate(args):
@@ -998,15 +1020,15 @@ def plot_training(history, path):
     plt.close(figure)
 
 
-def plot_report(confusion, suite, test_accuracy, real, path, wrong_shown=8):
-    """The --evaluate figure: confusion matrix, shift suite, and (where real is not None) per-class
-    accuracy on real photos and a strip of misclassified ones, each photo beside its 28x28 view."""
+def plot_report(confusion, suite, test_accuracy, real, path, wrong_shown=6):
+    """The --evaluate figure: confusion matrix and shift suite; where real is not None, per-class accuracy on
+    real photos and a few misclassified ones, each original photo beside its 28x28 view."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    figure = plt.figure(figsize=(15, 12 if real else 6.5))
-    rows = 2 if real else 1
-    matrix_axis, shift_axis = figure.add_subplot(rows, 2, 1), figure.add_subplot(rows, 2, 2)
+    figure = plt.figure(figsize=(15, 12 if real else 6.5), layout='constrained')
+    grid = figure.add_gridspec(2 if real else 1, 2, height_ratios=[3, 2] if real else [1])
+    matrix_axis = figure.add_subplot(grid[0, 0])
     matrix_axis.imshow(confusion, cmap='Blues')
     for (row, col), count in zip(((r, c) for r in range(10) for c in range(10)), confusion.flatten()):
         matrix_axis.text(col, row, int(count), ha='center', va='center', fontsize=7,
@@ -1015,15 +1037,14 @@ def plot_report(confusion, suite, test_accuracy, real, path, wrong_shown=8):
     matrix_axis.set_yticks(range(10), CLASS_NAMES)
     matrix_axis.set(xlabel='predicted', ylabel='true',
                     title=f'Fashion-MNIST test set: {test_accuracy:.2f}% correct')
-    _bars(shift_axis, list(suite), list(suite.values()), 'Test set under each shift')
+    _bars(figure.add_subplot(grid[0, 1]), list(suite), list(suite.values()), 'Test set under each shift')
     if real:
-        scores, (images, labels, _), predicted = real
-        names = [CLASS_NAMES[label] for label in scores['per_class']]
+        scores, (images, labels, _), predicted, files = real
         low, high = scores['balanced_interval']
-        _bars(figure.add_subplot(4, 2, 5), names, list(scores['per_class'].values()),
+        _bars(figure.add_subplot(grid[1, 0]), [CLASS_NAMES[label] for label in scores['per_class']],
+              list(scores['per_class'].values()),
               f'Real photos: balanced accuracy {scores["balanced"]:.1f}% (90% interval {low:.1f}-{high:.1f})')
-        _misclassified_strip(figure, images, labels, predicted, wrong_shown)
-    figure.tight_layout()
+        _misclassified(figure, grid[1, 1], images, labels, predicted, files, wrong_shown)
     figure.savefig(path, dpi=100)
     plt.close(figure)
 
@@ -1036,15 +1057,21 @@ def _bars(axis, names, values, title):
     axis.set(xlim=(0, 100), xlabel='accuracy [%]', title=title)
 
 
-def _misclassified_strip(figure, images, labels, predicted, count):
-    """The first ``count`` misclassified real photos, as their 28x28 view with true -> predicted class."""
+def _misclassified(figure, cell, images, labels, predicted, files, count):
+    """``count`` misclassified real photos spread over the set: the photo (where its file is there), its
+    28x28 view, true -> predicted class."""
+    import matplotlib.image
     wrong = (predicted != labels).nonzero().squeeze(1)
-    step = max(1, len(wrong) // count)
-    for slot, index in enumerate(wrong[::step][:count].tolist()):
-        axis = figure.add_subplot(4, 2 * count, 6 * count + 1 + slot + (slot // 4) * 0)
-        axis.imshow(images[index, 0], cmap='gray', vmin=0, vmax=1)
-        axis.set_title(f'{CLASS_NAMES[labels[index]]}\n-> {CLASS_NAMES[predicted[index]]}', fontsize=7)
-        axis.axis('off')
+    shown = wrong[torch.linspace(0, len(wrong) - 1, min(count, len(wrong))).long()].tolist() if len(wrong) else []
+    pairs = cell.subgridspec(2, count, hspace=0.05)
+    for slot, index in enumerate(shown):
+        photo_axis, view_axis = figure.add_subplot(pairs[0, slot]), figure.add_subplot(pairs[1, slot])
+        if files and os.path.exists(files[index]):
+            photo_axis.imshow(matplotlib.image.imread(files[index]))
+        view_axis.imshow(images[index, 0], cmap='gray', vmin=0, vmax=1)
+        photo_axis.set_title(f'{CLASS_NAMES[labels[index]]}\n-> {CLASS_NAMES[predicted[index]]}', fontsize=8)
+        photo_axis.axis('off')
+        view_axis.axis('off')
 
 
 def add_recipe_flags(parser):

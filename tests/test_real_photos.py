@@ -109,7 +109,8 @@ def test_evaluate_reports_real_photos_beside_fashion_mnist(real_photos_path, com
     subset = tmp_path / 'real.npz'
     np.savez(subset, images=(images[:40, 0] * 255).round().byte().numpy(), labels=labels[:40].numpy(),
              senders=senders[:40].numpy())
-    scores, photos, predicted = pytorch_cnn.real_photo_report(committed_model, str(subset))
+    scores, photos, predicted, files = pytorch_cnn.real_photo_report(committed_model, str(subset))
+    assert files is None                                 # this npz names no photo files
     assert len(predicted) == 40 and set(scores['per_class']) == set(labels[:40].tolist())
     assert 'balanced accuracy' in capsys.readouterr().out
     assert pytorch_cnn.real_photo_report(committed_model, str(tmp_path / 'absent.npz')) is None

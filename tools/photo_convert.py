@@ -117,14 +117,15 @@ def photo_files(paths):
 
 def convert_dataset(folder):
     """A folder with labels.csv (file, label, ..., sender_id) -> {'images' (N,28,28) uint8,
-    'labels' (N,) int64, 'senders' (N,) int64, 'files' (N,) str}, in labels.csv's order."""
+    'labels' (N,) int64, 'senders' (N,) int64, 'files' (N,) str, 'source': the folder}, in labels.csv's order."""
     with open(os.path.join(folder, 'labels.csv'), newline='') as handle:
         rows = list(csv.DictReader(handle))
     images = np.stack([convert_file(os.path.join(folder, row['file'])) for row in rows])
     return {'images': images,
             'labels': np.array([int(row['label']) for row in rows], dtype=np.int64),
             'senders': np.array([int(row['sender_id']) for row in rows], dtype=np.int64),
-            'files': np.array([row['file'] for row in rows])}
+            'files': np.array([row['file'] for row in rows]),
+            'source': np.array(os.path.abspath(folder))}
 
 
 def main(argv=None):
