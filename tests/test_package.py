@@ -37,9 +37,10 @@ def test_make_data_from_mirror_into_empty_folder_then_idempotent(tmp_path, data_
     with np.load(out / 'realphotos-dev.npz') as real:
         assert real['images'].shape[1:] == (28, 28) and real['images'].dtype == np.uint8
         assert len(real['labels']) == len(real['senders']) == len(real['images'])
+        real_labels = real['labels']
     with open(os.path.join(data_mirror, 'realphotos', 'clothing-dev', 'labels.csv')) as handle:
         listed = np.array([int(line.split(',')[1]) for line in list(handle)[1:]])
-    assert np.array_equal(np.bincount(real['labels'], minlength=10), np.bincount(listed, minlength=10))
+    assert np.array_equal(np.bincount(real_labels, minlength=10), np.bincount(listed, minlength=10))
     raw = out / 'FashionMNIST' / 'raw'
     assert sorted(os.listdir(raw)) == sorted(FASHION_FILES)
     with open(raw / 'train-images-idx3-ubyte', 'rb') as file:
@@ -204,12 +205,12 @@ def test_gpu_sweep_dry_run_scores_every_config_and_keeps_their_models(tmp_path, 
     import torch
     import pytorch_cnn
     out = tmp_path / 'sweep'
-    result = run(os.path.join(REPO, 'tools', 'gpu_sweep.py'), '--dry-run', '--configs', 'base,scene0',
+    result = run(os.path.join(REPO, 'tools', 'gpu_sweep.py'), '--dry-run', '--configs', 'base,scene.25',
                  '--seeds', '1', '--workers', '2', '--poll', '0.5', '--out', str(out), '--data', fashion_root)
     assert result.returncode == 0, result.stdout + result.stderr
 
     rows = {line.split()[0]: line.split() for line in (out / 'summary.txt').read_text().splitlines()[3:]}
-    assert set(rows) == {'base', 'scene0'}
+    assert set(rows) == {'base', 'scene.25'}
     for name, row in rows.items():
         runs, clean, shifted = int(row[1]), float(row[2]), float(row[3])
         assert runs == 1 and 10.0 < clean <= 100.0 and 10.0 < shifted <= 100.0, row

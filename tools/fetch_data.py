@@ -13,6 +13,7 @@ before it lands, and written to a temporary file that is renamed into place,
 so an interrupted run never leaves a half-written file.
 """
 import argparse
+import csv
 import gzip
 import os
 import shutil
@@ -206,6 +207,16 @@ def class_counts(labels):
     return {int(label): int(count) for label, count in zip(*np.unique(labels, return_counts=True))}
 
 
+def real_photos_match(path, listed):
+    """Whether the npz at path holds 28x28 photos with these counts per class, and names their folder."""
+    try:
+        with np.load(path) as present:
+            return (class_counts(present['labels']) == listed and present['images'].shape[1:] == (28, 28)
+                    and len(present['images']) == sum(listed.values()) and 'source' in present.files)
+    except (OSError, ValueError, KeyError, EOFError):
+        return False
+
+
 def fetch_real_photos(out, mirror):
     """Convert <mirror>/realphotos/clothing-dev into <out>/realphotos-dev.npz, where the mirror has it."""
     folder = os.path.join(mirror, REAL_PHOTOS_DIR) if mirror else None
@@ -213,20 +224,15 @@ def fetch_real_photos(out, mirror):
         print(f'Real photos: no {REAL_PHOTOS_DIR} in a mirror; the real-photo evaluation will be skipped')
         return
     path = os.path.join(out, REAL_PHOTOS_FILE)
-    with open(os.path.join(folder, 'labels.csv')) as handle:
-        photos = sum(1 for _ in handle) - 1
-    try:
-        with np.load(path) as present:
-            if len(present['labels']) == photos and present['images'].shape == (photos, 28, 28):
-                print(f'Real photos: already in {path}')
-                return
-    except (OSError, ValueError, KeyError, EOFError):
-        pass
+    with open(os.path.join(folder, 'labels.csv'), newline='') as handle:
+        listed = class_counts([int(row['label']) for row in csv.DictReader(handle)])
+    if real_photos_match(path, listed):
+        print(f'Real photos: already in {path}')
+        return
     arrays = real_photos_from_folder(folder)
     write_atomically(path, lambda file: np.savez_compressed(file, **arrays))
-    with np.load(path) as written:
-        if class_counts(written['labels']) != class_counts(arrays['labels']) or written['images'].shape[1:] != (28, 28):
-            raise DataError(f'{path}: does not read back as written')
+    if not real_photos_match(path, listed):
+        raise DataError(f'{path}: its counts per class differ from labels.csv\'s {listed}')
     counts = ', '.join(f'{label}: {count}' for label, count in class_counts(arrays['labels']).items())
     print(f'Real photos: wrote {path} ({len(arrays["labels"])} photos; per class {counts})')
 

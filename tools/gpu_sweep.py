@@ -38,9 +38,9 @@ CONFIGS = {     # name -> changes to pytorch_cnn.Recipe's defaults (field name -
     'shift2': {'max_shift_pixels': 2},
     'epochs30': {'epochs': 30},
     'every-image': {'easy_kept': 1.0},
-    'scene0': {'scene_probability': 0.0},
     'scene.25': {'scene_probability': 0.25},
-    'scene.6': {'scene_probability': 0.6},
+    'scene.5': {'scene_probability': 0.5},
+    'scene.5-no-print': {'scene_probability': 0.5, 'garment_print': 0.0},
 }
 
 
