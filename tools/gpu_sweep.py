@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 
+from common import write_atomically
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CONFIGS = {     # name -> changes to pytorch_cnn.Recipe's defaults (field name -> value)
@@ -117,8 +119,7 @@ def drive(args):
 
     def write_summary():
         text = summary_text(results, running, len(queue), time.time() - started, run_dir)
-        with open(os.path.join(args.out, 'summary.txt'), 'w') as handle:
-            handle.write(text)
+        write_atomically(os.path.join(args.out, 'summary.txt'), lambda handle: handle.write(text.encode()))
         return text
 
     while queue or running:
@@ -151,11 +152,12 @@ def drive(args):
                 results.append(dict(json.loads(found[-1][len('RESULT '):]), config=config, seed=seed))
         write_summary()
     text = write_summary() if not running else open(os.path.join(args.out, 'summary.txt')).read()
-    with open(os.path.join(args.out, 'logs.txt'), 'w') as combined:
-        for name in sorted(os.listdir(run_dir)):
-            if name.endswith('.log'):
-                with open(os.path.join(run_dir, name)) as handle:
-                    combined.write(f'===== {name}\n{handle.read()}')
+    logs = []
+    for name in sorted(os.listdir(run_dir)):
+        if name.endswith('.log'):
+            with open(os.path.join(run_dir, name)) as handle:
+                logs.append(f'===== {name}\n{handle.read()}')
+    write_atomically(os.path.join(args.out, 'logs.txt'), lambda handle: handle.write(''.join(logs).encode()))
     for result in sorted(results, key=lambda r: -r['score'])[:3]:
         path = os.path.join(run_dir, f'{result["name"]}.pt')
         if os.path.exists(path):
