@@ -761,26 +761,17 @@ def cpu_has_bf16_units():
 
 
 def milliseconds_per_step(model, device, dtype, batch_size, steps=6):
-    """Time of one SGD step (forward under autocast to dtype, or float32 for None) on a copy of model."""
-    model = copy.deepcopy(model).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+    """Time of one ``train_step`` (forward under autocast to dtype, or float32 for None, backward, update,
+    weight average) on a copy of model, with random images."""
+    recipe = dataclasses.replace(Recipe(), batch_size=batch_size, epochs=1)
+    training = start_training(copy.deepcopy(model).train(), recipe, batch_size * (steps + 2), device, dtype)
     generator = torch.Generator().manual_seed(0)
-    x = torch.rand(batch_size, 1, 28, 28, generator=generator).to(device).contiguous(
-        memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch_size,), generator=generator).to(device)
+    x = torch.rand(batch_size, 1, 28, 28, generator=generator)
+    y = torch.randint(0, 10, (batch_size,), generator=generator)
     for step in range(steps + 2):                   # two warm-up steps, then the timed ones
         if step == 2:
-            if device.type == 'cuda':
-                torch.cuda.synchronize()
             started = time.perf_counter()
-        with torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            out = model(x)
-        loss = F.cross_entropy(out.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
+        train_step(training, x, y, recipe)          # returns the losses on the CPU, so CUDA has finished
     return 1000.0 * (time.perf_counter() - started) / steps
 
 

@@ -97,10 +97,7 @@ def convert_image(image):
 
 def convert_file(path):
     """The photo file at path -> uint8 (28, 28); PhotoError (one line naming the file) when it cannot."""
-    image = open_photo(path)
-    if min(image.size) < 1:
-        raise PhotoError(f'{path}: empty image')
-    return convert_image(image)
+    return convert_image(open_photo(path))
 
 
 def photo_files(paths):
