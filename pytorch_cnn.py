@@ -65,7 +65,7 @@ class Recipe:
     erase_area: tuple = _setting((0.02, 0.2), 'range of that rectangle\'s area, as a fraction of the image')
     erase_log_ratio: tuple = _setting((-1.2, 1.2), 'range of the log of its aspect ratio')
     # photo-like scenes: the garment smaller, off-centre, rotated and sheared, on a textured background
-    scene_probability: float = _setting(0.0, 'fraction of images laid on a textured background (0: none, as model.pt was trained)')
+    scene_probability: float = _setting(0.0, 'fraction of images laid on a textured background in the main schedule')
     scene_zoom: tuple = _setting((0.7, 1.0), 'range of the garment\'s scale in a scene')
     scene_max_degrees: float = _setting(25.0, 'largest rotation in a scene')
     scene_max_shear: float = _setting(0.3, 'largest shear in a scene')
@@ -79,6 +79,10 @@ class Recipe:
     garment_shading: float = _setting(0.4, 'largest depth of smooth shading (folds, shadows) on a scene\'s garment')
     frame_bars: float = _setting(0.25, 'fraction of scenes with flat bands on two sides, as a padded photo has')
     garment_print: float = _setting(0.3, 'fraction of scenes whose garment gets a printed or woven pattern')
+    # fine-tuning: after the main schedule, a short one of its own with scenes, from the best weights so far
+    finetune_epochs: int = _setting(0, 'epochs of steps of the fine-tuning on scenes (0: none)')
+    finetune_lr: float = _setting(0.01, 'its peak learning rate')
+    finetune_scene_probability: float = _setting(0.5, 'fraction of images laid on a textured background in it')
     # photometric shifts: each hits its own random fraction of the images, scaled by --photometric
     photometric: float = _setting(1.0, 'scales the probability of every photometric shift (0: none)')
     blur_probability: float = _setting(0.05, 'Gaussian blur ...')
@@ -900,53 +904,93 @@ def validate(model, val, shifted, real_photos):
 
 def log_pass(number, epochs_done, epochs, images, loss, scores, improved, seconds, eta):
     real = '' if scores['real'] is None else f'real {scores["real"]:5.1f}%  '
-    print(f'pass {number:3d}  epoch {epochs_done:5.2f}/{epochs}  {images:5d} images  loss {loss:.4f}  '
+    print(f'pass {number:3d}  epoch {epochs_done:5.2f}/{epochs:g}  {images:5d} images  loss {loss:.4f}  '
           f'val {scores["val"]:6.2f}%  shifted {scores["shifted"]:6.2f}%  {real}'
           f'{"best" if improved else "    "}  {seconds:5.1f}s  eta {eta / 60:4.1f} min', flush=True)
 
 
+def training_phases(recipe):
+    """The recipe of each phase of training: the main schedule, then, where recipe.finetune_epochs > 0,
+    the fine-tuning: its own one-cycle schedule at finetune_lr, with finetune_scene_probability scenes."""
+    phases = [recipe]
+    if recipe.finetune_epochs > 0:
+        phases.append(dataclasses.replace(recipe, epochs=recipe.finetune_epochs, lr=recipe.finetune_lr,
+                                          scene_probability=recipe.finetune_scene_probability))
+    return phases
+
+
+@dataclasses.dataclass
+class Progress:
+    """What ``train`` keeps across passes and phases."""
+    out: str                        # where the best weight average is saved
+    steps_per_epoch: int
+    steps_wanted: int               # of all phases
+    steps_done: int = 0
+    best_score: float = -1.0
+    best_state: dict = None         # a copy of the best weight average's state_dict
+    started: float = dataclasses.field(default_factory=time.time)
+    history: dict = dataclasses.field(default_factory=lambda: {'epoch': [], 'loss': [], 'val': [], 'shifted': []})
+
+
+def train_phase(training, phase, train_set, checks, generator, progress):
+    """Trains for phase.epochs epochs' worth of steps, in passes that after the first skip most of the
+    easier half of the images (see ``pick_pass``). After each pass it validates the weight average on
+    checks (val, shifted, real photos; see ``validate``) and saves it whenever its score (clean and shift
+    suite, real photos not counted) is the best so far."""
+    train_x, train_y = train_set
+    phase_end = progress.steps_done + total_steps(phase, len(train_y))
+    while progress.steps_done < phase_end:
+        pass_start = time.time()
+        order = pick_pass(training.last_loss, phase.easy_kept, generator)
+        order = order[:(phase_end - progress.steps_done) * phase.batch_size]
+        loss, steps = train_one_pass(training, train_x, train_y, order, phase, generator)
+        progress.steps_done += steps
+        scores = validate(training.average.model, *checks)
+        for key, value in zip(progress.history, (progress.steps_done / progress.steps_per_epoch, loss,
+                                                 scores['val'], scores['shifted'])):
+            progress.history[key].append(value)
+        score = (scores['val'] + scores['shifted']) / 2
+        improved = score > progress.best_score
+        if improved:
+            progress.best_score = score
+            progress.best_state = copy.deepcopy(training.average.model.state_dict())
+            save_atomically(progress.best_state, progress.out)
+        elapsed = time.time() - progress.started
+        log_pass(len(progress.history['loss']), progress.steps_done / progress.steps_per_epoch,
+                 progress.steps_wanted / progress.steps_per_epoch, len(order), loss, scores, improved,
+                 time.time() - pass_start, elapsed / progress.steps_done * (progress.steps_wanted - progress.steps_done))
+
+
 def train(args):
-    """Trains args.model under args.recipe for recipe.epochs epochs' worth of steps, in passes that after
-    the first skip most of the easier half of the images (see ``pick_pass``). Saves the weight average
-    whenever its validation score (clean and shift suite, real photos not counted) is the best so far."""
+    """Trains args.model under args.recipe, phase after phase (see ``training_phases``); each phase after
+    the first starts from the best weights so far. Saves the best weight average to args.out."""
     recipe, device = args.recipe, pick_device()
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
-    (train_x, train_y), val, shifted, real_photos = validation_sets(args)
+    train_set, val, shifted, real_photos = validation_sets(args)
     print(f'{args.model} on {device}, {torch.get_num_threads()} threads: '
-          f'{len(train_y)} training, {len(val[1])} validation images')
+          f'{len(train_set[1])} training, {len(val[1])} validation images')
     model = MODELS[args.model]().to(device).to(memory_format=torch.channels_last)
-    training = start_training(model, recipe, len(train_y), device,
-                              choose_precision(args.precision, model, device, recipe.batch_size))
-    steps_per_epoch, steps_wanted = math.ceil(len(train_y) / recipe.batch_size), total_steps(recipe, len(train_y))
-    history = {'epoch': [], 'loss': [], 'val': [], 'shifted': []}
-    best_score, steps_done, started = -1.0, 0, time.time()
+    autocast_dtype = choose_precision(args.precision, model, device, recipe.batch_size)
+    phases = training_phases(recipe)
+    progress = Progress(args.out, math.ceil(len(train_set[1]) / recipe.batch_size),
+                        sum(total_steps(phase, len(train_set[1])) for phase in phases))
     try:
-        while steps_done < steps_wanted:
-            pass_start = time.time()
-            order = pick_pass(training.last_loss, recipe.easy_kept, generator)
-            order = order[:(steps_wanted - steps_done) * recipe.batch_size]
-            loss, steps = train_one_pass(training, train_x, train_y, order, recipe, generator)
-            steps_done += steps
-            scores = validate(training.average.model, val, shifted, real_photos)
-            for key, value in zip(history, (steps_done / steps_per_epoch, loss, scores['val'], scores['shifted'])):
-                history[key].append(value)
-            score = (scores['val'] + scores['shifted']) / 2
-            improved = score > best_score
-            if improved:
-                best_score = score
-                save_atomically(training.average.model.state_dict(), args.out)
-            eta = (time.time() - started) / steps_done * (steps_wanted - steps_done)
-            log_pass(len(history['loss']), steps_done / steps_per_epoch, recipe.epochs, len(order), loss, scores,
-                     improved, time.time() - pass_start, eta)
+        for number, phase in enumerate(phases):
+            if number > 0:
+                print(f'fine-tuning: {phase.epochs} epochs, peak lr {phase.lr:g}, scene probability '
+                      f'{phase.scene_probability:g}, from the best weights so far')
+                model.load_state_dict(progress.best_state)
+            training = start_training(model, phase, len(train_set[1]), device, autocast_dtype)
+            train_phase(training, phase, train_set, (val, shifted, real_photos), generator, progress)
     except KeyboardInterrupt:
         print('interrupted: the best model so far is already saved')
-    print(f'saved {args.out} (best validation score {best_score:.2f}%, '
-          f'{(time.time() - started) / 60:.1f} min)')
-    if history['loss'] and not args.dry_run:
-        plot_training(history, args.plot)
+    print(f'saved {args.out} (best validation score {progress.best_score:.2f}%, '
+          f'{(time.time() - progress.started) / 60:.1f} min)')
+    if progress.history['loss'] and not args.dry_run:
+        plot_training(progress.history, args.plot)
         print(f'wrote {args.plot}')
-    return best_score
+    return progress.best_score
 
 
 # ----------------------------------------------------------------------------- evaluation and figures
@@ -1095,7 +1139,10 @@ def add_recipe_flags(parser):
 def recipe_from_args(args):
     values = {field.name: getattr(args, field.name) for field in dataclasses.fields(Recipe)}
     recipe = Recipe(**{name: tuple(value) if isinstance(value, list) else value for name, value in values.items()})
-    return dataclasses.replace(recipe, epochs=min(recipe.epochs, 2)) if args.dry_run else recipe
+    if args.dry_run:
+        recipe = dataclasses.replace(recipe, epochs=min(recipe.epochs, 2),
+                                     finetune_epochs=min(recipe.finetune_epochs, 1))
+    return recipe
 
 
 def parse_args(argv=None):
@@ -1113,7 +1160,8 @@ def parse_args(argv=None):
     parser.add_argument('--precision', choices=('auto', 'fp32', 'bf16'), default='auto',
                         help='forward pass of training in float32 or bf16 autocast; auto measures which is faster '
                              '(the saved weights are float32 either way)')
-    parser.add_argument('--dry-run', action='store_true', help='two epochs of steps on 512 images, a small validation')
+    parser.add_argument('--dry-run', action='store_true',
+                        help='two epochs of steps (one of fine-tuning) on 512 images, a small validation')
     parser.add_argument('--evaluate', nargs='?', const='model.pt', default=None, metavar='MODEL_PT',
                         help='skip training: test accuracy, shift suite, real photos and report of MODEL_PT')
     parser.add_argument('--plot', default='pytorch_cnn_training.png', help='training curves figure')

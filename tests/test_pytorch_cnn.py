@@ -252,7 +252,18 @@ def test_every_recipe_setting_is_a_flag_with_its_default():
                                       '--batch-size', '64']).recipe
     assert (changed.scene_probability, changed.scale, changed.augment, changed.batch_size) == (0.1, (0.9, 1.1),
                                                                                                 False, 64)
-    assert pytorch_cnn.parse_args(['--dry-run']).recipe.epochs == 2
+    dry = pytorch_cnn.parse_args(['--dry-run', '--finetune-epochs', '5']).recipe
+    assert (dry.epochs, dry.finetune_epochs) == (2, 1)
+
+
+def test_fine_tuning_is_a_second_phase_with_its_own_length_rate_and_scenes():
+    assert pytorch_cnn.training_phases(pytorch_cnn.Recipe(finetune_epochs=0)) == [pytorch_cnn.Recipe(finetune_epochs=0)]
+    recipe = pytorch_cnn.Recipe(epochs=7, lr=0.05, scene_probability=0.0, finetune_epochs=3, finetune_lr=0.02,
+                                finetune_scene_probability=0.4)
+    main, fine = pytorch_cnn.training_phases(recipe)
+    assert main == recipe
+    assert (fine.epochs, fine.lr, fine.scene_probability) == (3, 0.02, 0.4)
+    assert dataclasses.replace(fine, epochs=7, lr=0.05, scene_probability=0.0) == recipe
 
 
 def test_gaussian_blur_preserves_constant_images_and_spreads_a_point():
@@ -304,12 +315,36 @@ def test_dry_run_trains_and_writes_a_loadable_model(tmp_path, fashion_root, repo
                              '--precision', precision, '--out', str(out)],
                             cwd=repo, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert 'pass   1  epoch  1.00/2' in result.stdout and 'saved' in result.stdout
+    fine_tuning = min(pytorch_cnn.Recipe().finetune_epochs, 1)
+    assert f'pass   1  epoch  1.00/{2 + fine_tuning}' in result.stdout and 'saved' in result.stdout
+    assert ('fine-tuning:' in result.stdout) == (fine_tuning > 0)
     if precision == 'bf16':
         has_units = pytorch_cnn.cpu_has_bf16_units()
         assert ('bf16 autocast' if has_units else 'no bf16 units') in result.stdout
     model = pytorch_cnn.load_model(str(out))
     assert classify(model, torch.rand(3, 1, 28, 28)).shape == (3,)
+
+
+def test_fine_tuning_starts_from_the_best_weights_of_the_main_schedule(tmp_path, fashion_root, monkeypatch):
+    scores = iter([90.0, 80.0, 70.0, 60.0, 50.0, 40.0])      # the first pass stays the best one
+    monkeypatch.setattr(pytorch_cnn, 'validate',
+                        lambda *_: dict.fromkeys(['val', 'shifted'], next(scores)) | {'real': None})
+    started_from, start_training = [], pytorch_cnn.start_training
+
+    def recording_start(model, *rest):
+        started_from.append({name: value.clone() for name, value in model.state_dict().items()})
+        return start_training(model, *rest)
+
+    monkeypatch.setattr(pytorch_cnn, 'start_training', recording_start)
+    out = tmp_path / 'dry.pt'
+    args = pytorch_cnn.parse_args(['--dry-run', '--data', fashion_root, '--real-photos', str(tmp_path / 'none.npz'),
+                                   '--finetune-epochs', '1', '--out', str(out), '--plot', str(tmp_path / 'p.png')])
+    assert pytorch_cnn.train(args) == 90.0
+    saved = torch.load(out, weights_only=True)
+    assert len(started_from) == 2
+    for name, value in saved.items():
+        torch.testing.assert_close(started_from[1][name], value)
+    assert any(not torch.equal(started_from[0][name], value) for name, value in saved.items())
 
 
 def test_one_training_pass_on_a_subset_beats_chance_and_records_each_images_loss(fashion_root):
