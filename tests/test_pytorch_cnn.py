@@ -453,3 +453,15 @@ def test_bench_prints_the_processor_and_both_precisions(fashion_root, repo):
     assert result.stdout.startswith('processor: ') and 'bf16 units: ' in result.stdout
     assert 'fp32: ' in result.stdout and 'bf16: ' in result.stdout
     assert result.stdout.count('images/s') == 2
+
+
+@pytest.mark.parametrize('margin, changed', [(1e-4, 5), (1.0, 0)])
+def test_bench_counts_the_predictions_that_bf16_changes(margin, changed):
+    import bench
+    linear = torch.nn.Linear(784, 10, bias=False)
+    with torch.no_grad():
+        linear.weight.zero_()
+        linear.weight[0] = 1.0 / 784
+        linear.weight[1] = (1.0 + margin) / 784        # wins in fp32; a tie with class 0 in bf16 when margin is tiny
+    model = torch.nn.Sequential(torch.nn.Flatten(), linear, torch.nn.LogSoftmax(dim=1))
+    assert bench.bf16_changed_predictions(model, torch.ones(5, 1, 28, 28)) == changed

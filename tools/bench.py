@@ -6,7 +6,8 @@
 Prints the processor and whether it has bf16 units, milliseconds per training step (batch of
 the recipe) in float32 and under bf16 autocast (emulated, and so slow, on CPUs without bf16
 units), and images per second of ``classify`` with and without its test-time views on the
-first --images test images. Run it on a quiet machine: anything else running slows it.
+first --images test images, and how many of its predictions bf16 autocast would change. Run it on a
+quiet machine: anything else running slows it.
 """
 import argparse
 import os
@@ -35,6 +36,15 @@ def classify_rate(model, images, tta):
     return len(images) / (time.perf_counter() - started)
 
 
+def bf16_changed_predictions(model, images):
+    """How many of classify's answers (with its views) change when the model runs under bf16 autocast."""
+    device = next(model.parameters()).device
+    fp32 = pytorch_cnn.classify(model, images)
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        bf16 = pytorch_cnn.classify(model, images)
+    return int((fp32 != bf16).sum())
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -59,6 +69,9 @@ def main(argv=None):
         rate = classify_rate(trained, images, tta)
         print(f'classify {len(images)} images, {"with" if tta else "without"} test-time views: '
               f'{rate:7.0f} images/s ({len(images) / rate:.1f} s)')
+    changed = bf16_changed_predictions(trained, images)
+    print(f'classify under bf16 autocast (not used: classify stays fp32): {changed} of {len(images)} '
+          f'predictions differ from fp32')
 
 
 if __name__ == '__main__':
