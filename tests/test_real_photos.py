@@ -145,3 +145,28 @@ def test_classify_photo_with_no_image_fails(tmp_path):
     result = subprocess.run([sys.executable, CLASSIFY_PHOTO, str(tmp_path / 'notes.txt')],
                             capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode != 0 and 'no photo could be classified' in result.stderr
+
+
+def test_compare_models_numbers_are_the_projects_accuracies(committed_model, fashion_root):
+    import compare_models
+    images, labels = pytorch_cnn.load_fashion_mnist(fashion_root, train=True)
+    _, (val_x, val_y) = pytorch_cnn.split_train_val(images, labels, 5000)
+    val, shifted = (val_x[:300], val_y[:300]), (val_x[:40], val_y[:40])
+    numbers = compare_models.validation_numbers(committed_model, val, shifted, None)
+    assert numbers['clean'] == pytorch_cnn.accuracy(committed_model, *val)
+    assert numbers['shifts']['inverted'] == pytorch_cnn.accuracy(committed_model, 1.0 - shifted[0], shifted[1])
+    assert sorted(numbers['shifts']) == sorted(set(pytorch_cnn.SHIFTS) - {'clean'})
+    scene = [numbers['shifts'][name] for name in pytorch_cnn.SCENE_SHIFTS]
+    assert numbers['scene'] == pytest.approx(sum(scene) / len(scene))
+    summary = compare_models.describe('model.pt', numbers).split('\n')[0]
+    assert summary.startswith('model.pt: clean ') and 'real' not in summary
+
+
+def test_compare_models_reports_the_real_photos_with_their_interval(real_photos_path, repo):
+    result = subprocess.run([sys.executable, os.path.join('tools', 'compare_models.py'), 'model.pt', 'model.pt',
+                             '--val-images', '100', '--shift-images', '8', '--real-photos', real_photos_path],
+                            cwd=repo, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    summaries = [line for line in result.stdout.splitlines() if line.startswith('model.pt: clean')]
+    assert len(summaries) == 2 and summaries[0] == summaries[1]
+    assert 'real balanced' in summaries[0] and 'per class T-/Tr/Pu/Dr/Co/Sh' in summaries[0]
