@@ -80,9 +80,9 @@ class Recipe:
     frame_bars: float = _setting(0.25, 'fraction of scenes with flat bands on two sides, as a padded photo has')
     garment_print: float = _setting(0.3, 'fraction of scenes whose garment gets a printed or woven pattern')
     # fine-tuning: after the main schedule, a short one of its own with scenes, from the best weights so far
-    finetune_epochs: int = _setting(0, 'epochs of steps of the fine-tuning on scenes (0: none)')
+    finetune_epochs: int = _setting(4, 'epochs of steps of the fine-tuning on scenes (0: none)')
     finetune_lr: float = _setting(0.01, 'its peak learning rate')
-    finetune_scene_probability: float = _setting(0.5, 'fraction of images laid on a textured background in it')
+    finetune_scene_probability: float = _setting(0.25, 'fraction of images laid on a textured background in it')
     # photometric shifts: each hits its own random fraction of the images, scaled by --photometric
     photometric: float = _setting(1.0, 'scales the probability of every photometric shift (0: none)')
     blur_probability: float = _setting(0.05, 'Gaussian blur ...')
@@ -1168,6 +1168,8 @@ def parse_args(argv=None):
     parser.add_argument('--report', default='pytorch_cnn_report.png', help='--evaluate figure')
     add_recipe_flags(parser)
     args = parser.parse_args(argv)
+    if args.epochs < 1:
+        parser.error('--epochs must be at least 1 (the fine-tuning starts from the main schedule\'s weights)')
     args.recipe = recipe_from_args(args)
     return args
 

@@ -290,14 +290,14 @@ def test_committed_model_test_accuracy(committed_test_run):
 @pytest.mark.parametrize('shift', pytorch_cnn.PHOTOMETRIC_SHIFTS)
 def test_committed_model_under_photometric_shift(committed_model, test_set, shift):
     images, labels = test_set[0][:2000], test_set[1][:2000]
-    assert pytorch_cnn.accuracy(committed_model, pytorch_cnn.SHIFTS[shift](images), labels) >= 88.0
+    assert pytorch_cnn.accuracy(committed_model, pytorch_cnn.SHIFTS[shift](images), labels) >= 90.0
 
 
 @pytest.mark.parametrize('shift', pytorch_cnn.SCENE_SHIFTS)
 def test_committed_model_under_scene_shift(committed_model, test_set, shift):
     images, labels = test_set[0][:2000], test_set[1][:2000]
     # a guard against breaking what the committed model does; issue 13 asks for 85% on the whole test set
-    assert pytorch_cnn.accuracy(committed_model, pytorch_cnn.SHIFTS[shift](images), labels) >= 68.0
+    assert pytorch_cnn.accuracy(committed_model, pytorch_cnn.SHIFTS[shift](images), labels) >= 76.0
 
 
 def test_committed_model_under_other_shifts_keeps_most_accuracy(committed_model, test_set):
