@@ -40,9 +40,12 @@ CONFIGS = {     # name -> changes to pytorch_cnn.Recipe's defaults (field name -
     'shift2': {'max_shift_pixels': 2},
     'epochs30': {'epochs': 30},
     'every-image': {'easy_kept': 1.0},
-    'scene.25': {'scene_probability': 0.25},
-    'scene.5': {'scene_probability': 0.5},
-    'scene.5-no-print': {'scene_probability': 0.5, 'garment_print': 0.0},
+    'no-finetune': {'finetune_epochs': 0},
+    'finetune8': {'finetune_epochs': 8},
+    'finetune-lr.02': {'finetune_lr': 0.02},
+    'finetune-scene.5': {'finetune_scene_probability': 0.5},
+    'finetune-no-print': {'garment_print': 0.0},
+    'scene.25': {'scene_probability': 0.25},            # scenes in the main schedule too
 }
 
 
