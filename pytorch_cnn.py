@@ -929,7 +929,9 @@ class Progress:
     best_score: float = -1.0
     best_state: dict = None         # a copy of the best weight average's state_dict
     started: float = dataclasses.field(default_factory=time.time)
-    history: dict = dataclasses.field(default_factory=lambda: {'epoch': [], 'loss': [], 'val': [], 'shifted': []})
+    fine_tuning_from: float = None  # the epoch at which the fine-tuning started
+    history: dict = dataclasses.field(default_factory=lambda: {'epoch': [], 'loss': [], 'val': [], 'shifted': [],
+                                                               'real': []})
 
 
 def train_phase(training, phase, train_set, checks, generator, progress):
@@ -946,8 +948,7 @@ def train_phase(training, phase, train_set, checks, generator, progress):
         loss, steps = train_one_pass(training, train_x, train_y, order, phase, generator)
         progress.steps_done += steps
         scores = validate(training.average.model, *checks)
-        for key, value in zip(progress.history, (progress.steps_done / progress.steps_per_epoch, loss,
-                                                 scores['val'], scores['shifted'])):
+        for key, value in {'epoch': progress.steps_done / progress.steps_per_epoch, 'loss': loss, **scores}.items():
             progress.history[key].append(value)
         score = (scores['val'] + scores['shifted']) / 2
         improved = score > progress.best_score
@@ -955,10 +956,10 @@ def train_phase(training, phase, train_set, checks, generator, progress):
             progress.best_score = score
             progress.best_state = copy.deepcopy(training.average.model.state_dict())
             save_atomically(progress.best_state, progress.out)
-        elapsed = time.time() - progress.started
+        seconds_per_step = (time.time() - progress.started) / progress.steps_done
         log_pass(len(progress.history['loss']), progress.steps_done / progress.steps_per_epoch,
                  progress.steps_wanted / progress.steps_per_epoch, len(order), loss, scores, improved,
-                 time.time() - pass_start, elapsed / progress.steps_done * (progress.steps_wanted - progress.steps_done))
+                 time.time() - pass_start, seconds_per_step * (progress.steps_wanted - progress.steps_done))
 
 
 def train(args):
@@ -981,6 +982,7 @@ def train(args):
                 print(f'fine-tuning: {phase.epochs} epochs, peak lr {phase.lr:g}, scene probability '
                       f'{phase.scene_probability:g}, from the best weights so far')
                 model.load_state_dict(progress.best_state)
+                progress.fine_tuning_from = progress.steps_done / progress.steps_per_epoch
             training = start_training(model, phase, len(train_set[1]), device, autocast_dtype)
             train_phase(training, phase, train_set, (val, shifted, real_photos), generator, progress)
     except KeyboardInterrupt:
@@ -988,7 +990,7 @@ def train(args):
     print(f'saved {args.out} (best validation score {progress.best_score:.2f}%, '
           f'{(time.time() - progress.started) / 60:.1f} min)')
     if progress.history['loss'] and not args.dry_run:
-        plot_training(progress.history, args.plot)
+        plot_training(progress.history, args.plot, progress.fine_tuning_from)
         print(f'wrote {args.plot}')
     return progress.best_score
 
@@ -1048,7 +1050,9 @@ def evaluate(args):
     return test_accuracy, suite, real and real[0]
 
 
-def plot_training(history, path):
+def plot_training(history, path, fine_tuning_from=None):
+    """Training loss and validation accuracy per pass (history: lists under 'epoch', 'loss', 'val',
+    'shifted' and 'real', whose entries are None without the real photos); a line where fine-tuning began."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -1056,12 +1060,16 @@ def plot_training(history, path):
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
     loss_axis.plot(epochs, history['loss'], label="training loss of each pass's images (augmented)")
     loss_axis.set(xlabel='epochs of training steps', ylabel='loss', title='Training loss')
-    loss_axis.legend()
     accuracy_axis.plot(epochs, history['val'], label='validation, clean')
     accuracy_axis.plot(epochs, history['shifted'], label='validation, shift suite')
+    if None not in history['real']:
+        accuracy_axis.plot(epochs, history['real'], label='real photos, balanced')
     accuracy_axis.set(xlabel='epochs of training steps', ylabel='accuracy [%]',
                       title='Validation accuracy of the EMA weights (single view)')
-    accuracy_axis.legend()
+    for axis in (loss_axis, accuracy_axis):
+        if fine_tuning_from is not None:
+            axis.axvline(fine_tuning_from, color='grey', linestyle='--', label='fine-tuning on scenes')
+        axis.legend()
     figure.tight_layout()
     figure.savefig(path, dpi=100)
     plt.close(figure)

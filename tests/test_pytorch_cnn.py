@@ -347,6 +347,15 @@ def test_fine_tuning_starts_from_the_best_weights_of_the_main_schedule(tmp_path,
     assert any(not torch.equal(started_from[0][name], value) for name, value in saved.items())
 
 
+@pytest.mark.parametrize('real, fine_tuning_from', [([None, None, None], None), ([30.0, 31.0, 40.0], 2.0)])
+def test_training_figure_draws_with_and_without_real_photos_and_fine_tuning(tmp_path, real, fine_tuning_from):
+    history = {'epoch': [1.0, 2.0, 3.0], 'loss': [1.2, 1.0, 1.1], 'val': [80.0, 85.0, 84.0],
+               'shifted': [70.0, 75.0, 78.0], 'real': real}
+    path = tmp_path / 'training.png'
+    pytorch_cnn.plot_training(history, str(path), fine_tuning_from)
+    assert path.read_bytes().startswith(b'\x89PNG')
+
+
 def test_one_training_pass_on_a_subset_beats_chance_and_records_each_images_loss(fashion_root):
     torch.manual_seed(0)
     images, labels = pytorch_cnn.load_fashion_mnist(fashion_root, train=True)
