@@ -215,7 +215,8 @@ def test_gpu_sweep_dry_run_scores_every_config_and_keeps_their_models(tmp_path, 
         runs, clean, shifted = int(row[1]), float(row[2]), float(row[3])
         assert runs == 1 and 10.0 < clean <= 100.0 and 10.0 < shifted <= 100.0, row
     logs = (out / 'logs.txt').read_text()
-    assert logs.count('epoch  2.00/2') == 2 and logs.count('RESULT ') == 2     # each job's last pass
+    epochs = min(pytorch_cnn.Recipe().epochs, 2) + min(pytorch_cnn.Recipe().finetune_epochs, 1)
+    assert logs.count(f'epoch {epochs:5.2f}/{epochs}') == 2 and logs.count('RESULT ') == 2   # each job's last pass
 
     models = [torch.load(out / f'{name}-s1.pt', map_location='cpu', weights_only=True) for name in rows]
     for state in models:
