@@ -627,6 +627,12 @@ def shift_suite(model, images, labels):
     return {name: accuracy(model, shift(images), labels) for name, shift in SHIFTS.items()}
 
 
+def shift_group_means(suite):
+    """{'photometric', 'scene': the mean accuracy over that group's shifts} of a ``shift_suite`` result."""
+    return {group: sum(suite[name] for name in names) / len(names)
+            for group, names in (('photometric', PHOTOMETRIC_SHIFTS), ('scene', SCENE_SHIFTS))}
+
+
 # ----------------------------------------------------------------------------- data
 
 def load_fashion_mnist(root, train):
@@ -1042,8 +1048,8 @@ def evaluate(args):
     suite = shift_suite(model, test_x, test_y)
     for name, value in suite.items():
         print(f'  {name:18s} {value:6.2f}%')
-    for group, names in (('photometric', PHOTOMETRIC_SHIFTS), ('scene', SCENE_SHIFTS)):
-        print(f'  {"mean, " + group:18s} {sum(suite[name] for name in names) / len(names):6.2f}%')
+    for group, mean in shift_group_means(suite).items():
+        print(f'  {"mean, " + group:18s} {mean:6.2f}%')
     real = real_photo_report(model, args.real_photos)
     plot_report(confusion_matrix(predicted, test_y), suite, test_accuracy, real, args.report)
     print(f'wrote {args.report}')

@@ -20,22 +20,17 @@ sys.path.insert(0, REPO)
 import pytorch_cnn  # noqa: E402
 
 
-def mean(values):
-    return sum(values) / len(values)
-
-
 def validation_numbers(model, val, shifted_images, real_photos):
     """{'clean', 'shifts' {name: %}, 'suite', 'photometric', 'scene' (means), 'real' (real_photo_scores or None)}
     for val (images, labels), the shift suite on shifted_images (images, labels) and real_photos (or None)."""
-    shifts = {name: pytorch_cnn.accuracy(model, shift(shifted_images[0]), shifted_images[1])
-              for name, shift in pytorch_cnn.SHIFTS.items() if name != 'clean'}
+    shifts = pytorch_cnn.shift_suite(model, *shifted_images)
+    del shifts['clean']
     real = None
     if real_photos is not None:
         images, labels, senders = real_photos
         real = pytorch_cnn.real_photo_scores(pytorch_cnn.classify(model, images), labels, senders)
-    return {'clean': pytorch_cnn.accuracy(model, *val), 'shifts': shifts, 'suite': mean(list(shifts.values())),
-            'photometric': mean([shifts[name] for name in pytorch_cnn.PHOTOMETRIC_SHIFTS]),
-            'scene': mean([shifts[name] for name in pytorch_cnn.SCENE_SHIFTS]), 'real': real}
+    return {'clean': pytorch_cnn.accuracy(model, *val), 'shifts': shifts, 'suite': sum(shifts.values()) / len(shifts),
+            **pytorch_cnn.shift_group_means(shifts), 'real': real}
 
 
 def describe(name, numbers):
