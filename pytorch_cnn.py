@@ -544,8 +544,9 @@ def augment(x, generator, recipe=Recipe()):
     x = random_geometry(x, generator, recipe)
     if recipe.scene_probability > 0:
         in_scene = _chosen(x.shape[0], recipe.scene_probability, generator)
-        x = x.clone()
-        x[in_scene] = random_scene(x[in_scene], generator, recipe)
+        if in_scene.any():
+            x = x.clone()
+            x[in_scene] = random_scene(x[in_scene], generator, recipe)
     x = random_erasing(x, generator, recipe.erase_probability, recipe.erase_area, recipe.erase_log_ratio)
     return photometric_shift(x, generator, recipe)
 

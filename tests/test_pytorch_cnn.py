@@ -184,6 +184,15 @@ def test_augment_keeps_range_and_shape_and_is_seeded(test_set):
     assert (first - images).abs().mean() > 0.05
 
 
+def test_augment_takes_a_small_last_batch_that_gets_no_scene(test_set):
+    """A pass's last batch can be a few images, none of them drawn for a scene."""
+    images = test_set[0][:2]
+    recipe = pytorch_cnn.Recipe(scene_probability=0.01)
+    for seed in range(5):
+        out = pytorch_cnn.augment(images, torch.Generator().manual_seed(seed), recipe)
+        assert out.shape == images.shape
+
+
 def test_shift_flip_moves_whole_pixels_without_blurring():
     images = torch.zeros(200, 1, 28, 28)
     images[:, :, 1:-1, 1:-1] = torch.rand(200, 1, 26, 26, generator=torch.Generator().manual_seed(0))
