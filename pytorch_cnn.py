@@ -136,15 +136,19 @@ def standardize_polarity(x, border=2):
     """Per-image standardisation with the background made dark.
 
     x: (B, 1, H, W) float. Returns z with zero mean and unit standard deviation
-    per image, sign-flipped where the ``border``-pixel frame is brighter than the
-    image mean (a light background). The result is the same for ``a * x + b``
-    for every a != 0: brightness, contrast and inversion cannot move it.
+    per image, sign-flipped where the ``border``-pixel frame (the background) is
+    brighter than the middle half of the image (where the garment is). The result is
+    the same for ``a * x + b`` for every a != 0: brightness, contrast and inversion
+    cannot move it.
     """
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     std = x.std(dim=(1, 2, 3), keepdim=True, unbiased=False).clamp_min(1e-6)
     z = (x - mean) / std
-    frame_sum = z.sum(dim=(1, 2, 3)) - z[..., border:-border, border:-border].sum(dim=(1, 2, 3))
-    background_is_light = frame_sum > 0      # the mean of z is 0, so compare with 0
+    h, w = z.shape[-2:]
+    inside = z[..., border:-border, border:-border]
+    frame = (z.sum(dim=(1, 2, 3)) - inside.sum(dim=(1, 2, 3))) / (h * w - inside[0].numel())
+    middle = z[..., h // 4:h - h // 4, w // 4:w - w // 4].mean(dim=(1, 2, 3))
+    background_is_light = frame > middle
     sign = 1.0 - 2.0 * background_is_light.to(z.dtype)
     return z * sign.view(-1, 1, 1, 1)
 
@@ -681,32 +685,46 @@ def real_photo_files(path):
         return [os.path.join(str(arrays['source']), name) for name in arrays['files']]
 
 
-def real_photo_scores(predicted, labels, senders, rounds=2000, seed=0):
+def real_photo_scores(predicted, labels, senders, rounds=2000, seed=0, baseline=None):
     """Accuracy on real photos, with 90% intervals from a bootstrap over contributors.
 
     Returns {'balanced', 'overall': %, 'per_class': {label: %}, 'balanced_interval',
     'overall_interval': (low %, high %)}; balanced is the mean of the per-class accuracies.
+    With ``baseline`` (another model's predictions on the same photos) also 'balanced_gain' and
+    its paired interval 'balanced_gain_interval': balanced accuracy of predicted minus that of
+    baseline, both on the same draws of contributors.
     """
     classes = labels.unique()
     sender_ids, sender_of = senders.unique(return_inverse=True)
     cell = sender_of * len(classes) + torch.searchsorted(classes, labels)
     shape = (len(sender_ids), len(classes))
     total = torch.bincount(cell, minlength=shape[0] * shape[1]).view(shape).double()
-    correct = torch.bincount(cell, weights=(predicted == labels).double(), minlength=total.numel()).view(shape)
+
+    def correct_per_cell(guesses):
+        return torch.bincount(cell, weights=(guesses == labels).double(), minlength=total.numel()).view(shape)
+
     draws = torch.randint(0, shape[0], (rounds, shape[0]), generator=torch.Generator().manual_seed(seed))
     weights = torch.zeros(rounds, shape[0], dtype=torch.float64).scatter_add_(
         1, draws, torch.ones(rounds, shape[0], dtype=torch.float64))
-    sampled_correct, sampled_total = weights @ correct, weights @ total
-    balanced = (sampled_correct / sampled_total).nanmean(dim=1)     # a class no drawn contributor has is left out
-    overall = sampled_correct.sum(1) / sampled_total.sum(1)
+    sampled_total = weights @ total
+
+    def sampled_balanced(correct):      # a class no drawn contributor has is left out
+        return (weights @ correct / sampled_total).nanmean(dim=1)
 
     def interval(values):
         return tuple(100.0 * torch.quantile(values, q).item() for q in (0.05, 0.95))
 
+    correct = correct_per_cell(predicted)
     per_class = 100.0 * correct.sum(0) / total.sum(0)
-    return {'balanced': per_class.mean().item(), 'overall': 100.0 * (correct.sum() / total.sum()).item(),
-            'per_class': dict(zip(classes.tolist(), per_class.tolist())),
-            'balanced_interval': interval(balanced), 'overall_interval': interval(overall)}
+    scores = {'balanced': per_class.mean().item(), 'overall': 100.0 * (correct.sum() / total.sum()).item(),
+              'per_class': dict(zip(classes.tolist(), per_class.tolist())),
+              'balanced_interval': interval(sampled_balanced(correct)),
+              'overall_interval': interval((weights @ correct).sum(1) / sampled_total.sum(1))}
+    if baseline is not None:
+        baseline_correct = correct_per_cell(baseline)
+        scores['balanced_gain'] = scores['balanced'] - (100.0 * baseline_correct.sum(0) / total.sum(0)).mean().item()
+        scores['balanced_gain_interval'] = interval(sampled_balanced(correct) - sampled_balanced(baseline_correct))
+    return scores
 
 
 # ----------------------------------------------------------------------------- training

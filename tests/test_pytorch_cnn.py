@@ -172,6 +172,17 @@ def test_standardize_polarity_gives_dark_background_unit_statistics(test_set):
     assert (z[:, 0, 0, 0] < 0).float().mean() > 0.95           # corners are background, made dark
 
 
+def test_polarity_makes_the_garment_bright_whatever_the_frame_does():
+    bright_on_grey = torch.full((1, 1, 28, 28), 0.4)        # a light garment on a grey floor ...
+    bright_on_grey[..., 8:20, 8:20] = 0.9
+    framed = bright_on_grey.clone()                          # ... padded with a lighter corner colour
+    framed[..., :2, :] = framed[..., -2:, :] = framed[..., :, :2] = framed[..., :, -2:] = 0.7
+    dark_on_light = 1.2 - bright_on_grey                     # a dark garment on a light floor
+    for image in (bright_on_grey, framed, dark_on_light):
+        z = pytorch_cnn.standardize_polarity(image)[0, 0]
+        assert z[14, 14] > z[4, 4] and z[14, 14] > z[0, 0]
+
+
 def test_augment_keeps_range_and_shape_and_is_seeded(test_set):
     images = test_set[0][:256]
     first = pytorch_cnn.augment(images, torch.Generator().manual_seed(3))

@@ -6,8 +6,10 @@
 For each file: accuracy on the validation split (``classify`` with its views), every shift of the
 suite on the first --shift-images validation images (the photometric and scene means and the worst
 shift), and, where `make data` converted them, the real photos: balanced accuracy with its 90% interval
-over contributors, overall accuracy and each class's. The split is the one training holds out
-(``--val-size`` images, the same for every seed).
+over contributors, overall accuracy and each class's; from the second file on also its balanced gain over
+the first file with a paired interval (both models on the same draws of contributors, so it is much
+narrower than either model's own interval). The split is the one training holds out (``--val-size``
+images, the same for every seed).
 """
 import argparse
 import os
@@ -20,17 +22,19 @@ sys.path.insert(0, REPO)
 import pytorch_cnn  # noqa: E402
 
 
-def validation_numbers(model, val, shifted_images, real_photos):
-    """{'clean', 'shifts' {name: %}, 'suite', 'photometric', 'scene' (means), 'real' (real_photo_scores or None)}
-    for val (images, labels), the shift suite on shifted_images (images, labels) and real_photos (or None)."""
+def validation_numbers(model, val, shifted_images, real_photos, baseline=None):
+    """{'clean', 'shifts' {name: %}, 'suite', 'photometric', 'scene' (means), 'real' (real_photo_scores or None),
+    'real_predicted'} for val (images, labels), the shift suite on shifted_images (images, labels) and
+    real_photos (or None); baseline: another model's 'real_predicted', for the paired gain."""
     shifts = pytorch_cnn.shift_suite(model, *shifted_images)
     del shifts['clean']
-    real = None
+    real = predicted = None
     if real_photos is not None:
         images, labels, senders = real_photos
-        real = pytorch_cnn.real_photo_scores(pytorch_cnn.classify(model, images), labels, senders)
+        predicted = pytorch_cnn.classify(model, images)
+        real = pytorch_cnn.real_photo_scores(predicted, labels, senders, baseline=baseline)
     return {'clean': pytorch_cnn.accuracy(model, *val), 'shifts': shifts, 'suite': sum(shifts.values()) / len(shifts),
-            **pytorch_cnn.shift_group_means(shifts), 'real': real}
+            **pytorch_cnn.shift_group_means(shifts), 'real': real, 'real_predicted': predicted}
 
 
 def describe(name, numbers):
@@ -46,6 +50,9 @@ def describe(name, numbers):
         classes = '/'.join(pytorch_cnn.CLASS_NAMES[label][:2] for label in real['per_class'])
         line += (f'  real balanced {real["balanced"]:.1f} [{low:.1f}, {high:.1f}] overall {real["overall"]:.1f}'
                  f'  per class {classes} {per_class}')
+        if 'balanced_gain' in real:
+            low, high = real['balanced_gain_interval']
+            line += f'  balanced gain over the first {real["balanced_gain"]:+.1f} [{low:+.1f}, {high:+.1f}]'
     return line + '\n    ' + ' | '.join(f'{shift} {value:.1f}' for shift, value in shifts.items())
 
 
@@ -69,9 +76,12 @@ def main(argv=None):
     real_photos = pytorch_cnn.load_real_photos(args.real_photos)
     if real_photos is None:
         print(f'no real photos at {args.real_photos} (`make data` converts them where the mirror has them)')
+    first_predicted = None
     for path in args.models:
-        model = pytorch_cnn.load_model(path)
-        print(describe(path, validation_numbers(model, val, shifted_images, real_photos)), flush=True)
+        numbers = validation_numbers(pytorch_cnn.load_model(path), val, shifted_images, real_photos, first_predicted)
+        print(describe(path, numbers), flush=True)
+        if first_predicted is None:
+            first_predicted = numbers['real_predicted']
 
 
 if __name__ == '__main__':
