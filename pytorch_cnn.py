@@ -714,15 +714,18 @@ def real_photo_scores(predicted, labels, senders, rounds=2000, seed=0, baseline=
     def interval(values):
         return tuple(100.0 * torch.quantile(values, q).item() for q in (0.05, 0.95))
 
+    def per_class_percent(correct):
+        return 100.0 * correct.sum(0) / total.sum(0)
+
     correct = correct_per_cell(predicted)
-    per_class = 100.0 * correct.sum(0) / total.sum(0)
+    per_class = per_class_percent(correct)
     scores = {'balanced': per_class.mean().item(), 'overall': 100.0 * (correct.sum() / total.sum()).item(),
               'per_class': dict(zip(classes.tolist(), per_class.tolist())),
               'balanced_interval': interval(sampled_balanced(correct)),
               'overall_interval': interval((weights @ correct).sum(1) / sampled_total.sum(1))}
     if baseline is not None:
         baseline_correct = correct_per_cell(baseline)
-        scores['balanced_gain'] = scores['balanced'] - (100.0 * baseline_correct.sum(0) / total.sum(0)).mean().item()
+        scores['balanced_gain'] = scores['balanced'] - per_class_percent(baseline_correct).mean().item()
         scores['balanced_gain_interval'] = interval(sampled_balanced(correct) - sampled_balanced(baseline_correct))
     return scores
 
