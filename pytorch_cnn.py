@@ -1000,6 +1000,9 @@ def train(args):
     print(f'{args.model} on {device}, {torch.get_num_threads()} threads: '
           f'{len(train_set[1])} training, {len(val[1])} validation images')
     model = MODELS[args.model]().to(device).to(memory_format=torch.channels_last)
+    if args.init:
+        model.load_state_dict(torch.load(args.init, map_location=device, weights_only=True))
+        print(f'starting from the weights in {args.init}')
     autocast_dtype = choose_precision(args.precision, model, device, recipe.batch_size)
     phases = training_phases(recipe)
     progress = Progress(args.out, math.ceil(len(train_set[1]) / recipe.batch_size),
@@ -1190,6 +1193,9 @@ def parse_args(argv=None):
     parser.add_argument('--val-size', type=int, default=5000, help='training images held out for validation')
     parser.add_argument('--data', default='data', help='folder holding FashionMNIST/raw')
     parser.add_argument('--out', default='model.pt', help='where the trained state_dict goes')
+    parser.add_argument('--init', default=None, metavar='MODEL_PT',
+                        help='start from these weights (a state_dict of --model) instead of random ones; '
+                             'a fine-tuning alone is --init MODEL_PT --finetune-epochs 0 and its settings as the main ones')
     parser.add_argument('--real-photos', default='data/realphotos-dev.npz', metavar='NPZ',
                         help='real photos converted by `make data` (measured, never trained on; skipped if absent)')
     parser.add_argument('--threads', type=int, default=None, help='CPU threads (all when not given)')

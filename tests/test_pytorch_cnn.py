@@ -345,10 +345,8 @@ def test_dry_run_trains_and_writes_a_loadable_model(tmp_path, fashion_root, repo
     assert classify(model, torch.rand(3, 1, 28, 28)).shape == (3,)
 
 
-def test_fine_tuning_starts_from_the_best_weights_of_the_main_schedule(tmp_path, fashion_root, monkeypatch):
-    scores = iter([90.0, 80.0, 70.0, 60.0, 50.0, 40.0])      # the first pass stays the best one
-    monkeypatch.setattr(pytorch_cnn, 'validate',
-                        lambda *_: dict.fromkeys(['val', 'shifted'], next(scores)) | {'real': None})
+def record_starting_weights(monkeypatch):
+    """A list that gets a copy of the model's weights each time a training phase starts."""
     started_from, start_training = [], pytorch_cnn.start_training
 
     def recording_start(model, *rest):
@@ -356,6 +354,14 @@ def test_fine_tuning_starts_from_the_best_weights_of_the_main_schedule(tmp_path,
         return start_training(model, *rest)
 
     monkeypatch.setattr(pytorch_cnn, 'start_training', recording_start)
+    return started_from
+
+
+def test_fine_tuning_starts_from_the_best_weights_of_the_main_schedule(tmp_path, fashion_root, monkeypatch):
+    scores = iter([90.0, 80.0, 70.0, 60.0, 50.0, 40.0])      # the first pass stays the best one
+    monkeypatch.setattr(pytorch_cnn, 'validate',
+                        lambda *_: dict.fromkeys(['val', 'shifted'], next(scores)) | {'real': None})
+    started_from = record_starting_weights(monkeypatch)
     out = tmp_path / 'dry.pt'
     args = pytorch_cnn.parse_args(['--dry-run', '--data', fashion_root, '--real-photos', str(tmp_path / 'none.npz'),
                                    '--finetune-epochs', '1', '--out', str(out), '--plot', str(tmp_path / 'p.png')])
@@ -365,6 +371,18 @@ def test_fine_tuning_starts_from_the_best_weights_of_the_main_schedule(tmp_path,
     for name, value in saved.items():
         torch.testing.assert_close(started_from[1][name], value)
     assert any(not torch.equal(started_from[0][name], value) for name, value in saved.items())
+
+
+def test_init_starts_the_training_from_the_given_weights(tmp_path, fashion_root, monkeypatch):
+    initial = tmp_path / 'initial.pt'
+    torch.save(MyNet().state_dict(), initial)
+    started_from = record_starting_weights(monkeypatch)
+    args = pytorch_cnn.parse_args(['--dry-run', '--data', fashion_root, '--real-photos', str(tmp_path / 'none.npz'),
+                                   '--init', str(initial), '--epochs', '1', '--finetune-epochs', '0',
+                                   '--out', str(tmp_path / 'out.pt')])
+    pytorch_cnn.train(args)
+    for name, value in torch.load(initial, weights_only=True).items():
+        torch.testing.assert_close(started_from[0][name], value)
 
 
 @pytest.mark.parametrize('real, fine_tuning_from', [([None, None, None], None), ([30.0, 31.0, 40.0], 2.0)])
