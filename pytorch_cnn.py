@@ -146,7 +146,7 @@ def standardize_polarity(x, border=2):
     z = (x - mean) / std
     h, w = z.shape[-2:]
     inside = z[..., border:-border, border:-border]
-    frame = (z.sum(dim=(1, 2, 3)) - inside.sum(dim=(1, 2, 3))) / (h * w - inside[0].numel())
+    frame = (z.sum(dim=(1, 2, 3)) - inside.sum(dim=(1, 2, 3))) / (z.shape[1:].numel() - inside.shape[1:].numel())
     middle = z[..., h // 4:h - h // 4, w // 4:w - w // 4].mean(dim=(1, 2, 3))
     background_is_light = frame > middle
     sign = 1.0 - 2.0 * background_is_light.to(z.dtype)
@@ -1194,8 +1194,8 @@ def parse_args(argv=None):
     parser.add_argument('--data', default='data', help='folder holding FashionMNIST/raw')
     parser.add_argument('--out', default='model.pt', help='where the trained state_dict goes')
     parser.add_argument('--init', default=None, metavar='MODEL_PT',
-                        help='start from these weights (a state_dict of --model) instead of random ones; '
-                             'a fine-tuning alone is --init MODEL_PT --finetune-epochs 0 and its settings as the main ones')
+                        help='start from these weights (a state_dict of --model) instead of random ones; a fine-'
+                             'tuning alone is --init MODEL_PT --finetune-epochs 0 and its settings as the main ones')
     parser.add_argument('--real-photos', default='data/realphotos-dev.npz', metavar='NPZ',
                         help='real photos converted by `make data` (measured, never trained on; skipped if absent)')
     parser.add_argument('--threads', type=int, default=None, help='CPU threads (all when not given)')

@@ -183,6 +183,10 @@ def test_polarity_makes_the_garment_bright_whatever_the_frame_does():
         assert z[14, 14] > z[4, 4] and z[14, 14] > z[0, 0]
 
 
+def test_mynet_takes_an_empty_batch():
+    assert MyNet().eval()(torch.zeros(0, 1, 28, 28)).shape == (0, 10)
+
+
 def test_augment_keeps_range_and_shape_and_is_seeded(test_set):
     images = test_set[0][:256]
     first = pytorch_cnn.augment(images, torch.Generator().manual_seed(3))
