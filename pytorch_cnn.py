@@ -43,7 +43,7 @@ class Recipe:
     """Every setting of MyNet's training, in one place; each is a flag of ``python pytorch_cnn.py``
     (``batch_size`` is ``--batch-size``, a range takes two numbers, a switch has a ``--no-`` form)."""
     # length, optimiser and schedule
-    epochs: int = _setting(22, 'training length in epochs of steps (epochs x ceil(N / batch size) steps)')
+    epochs: int = _setting(30, 'training length in epochs of steps (epochs x ceil(N / batch size) steps)')
     batch_size: int = _setting(128, 'images per step')
     lr: float = _setting(0.05, 'peak learning rate of the one-cycle schedule')
     warmup_fraction: float = _setting(0.15, 'fraction of the steps in which the learning rate rises to its peak')

@@ -38,7 +38,7 @@ CONFIGS = {     # name -> changes to pytorch_cnn.Recipe's defaults (field name -
     'ls.05': {'label_smoothing': 0.05},
     'ls0': {'label_smoothing': 0.0},
     'shift2': {'max_shift_pixels': 2},
-    'epochs30': {'epochs': 30},
+    'epochs22': {'epochs': 22},
     'every-image': {'easy_kept': 1.0},
     'no-finetune': {'finetune_epochs': 0},
     'finetune8': {'finetune_epochs': 8},
