@@ -69,6 +69,8 @@ class Recipe:
     scene_zoom: tuple = _setting((0.7, 1.0), 'range of the garment\'s scale in a scene')
     scene_max_degrees: float = _setting(25.0, 'largest rotation in a scene')
     scene_max_shear: float = _setting(0.3, 'largest shear in a scene')
+    scene_aspect: float = _setting(1.0, 'largest change of a scene\'s garment\'s width-to-height ratio, as a '
+                                        'factor either way (1: none)')
     scene_max_shift: float = _setting(4.0, 'largest offset from the centre in a scene, in pixels')
     garment_contrast: tuple = _setting((0.3, 1.0), 'range of the grey-level span of the garment in a scene')
     inverted_garment: float = _setting(0.3, 'fraction of scenes whose garment is drawn in negative')
@@ -430,14 +432,17 @@ def garment_mask(x, threshold=0.03):
     return (between(-1) & between(-2)).to(x.dtype)
 
 
-def affine(x, angle, zoom, shear, shift):
-    """Each image x[i] (B, C, H, W) scaled by zoom[i], sheared by shear[i], rotated by angle[i] radians
-    about its centre, then moved by shift[i] (B, 2) pixels (right, down); bilinear, zero fill."""
+def affine(x, angle, zoom, shear, shift, aspect=None):
+    """Each image x[i] (B, C, H, W) with its width-to-height ratio multiplied by aspect[i] (B,) where given
+    (area kept), scaled by zoom[i], sheared by shear[i], rotated by angle[i] radians about its centre, then
+    moved by shift[i] (B, 2) pixels (right, down); bilinear, zero fill."""
     cos, sin = torch.cos(angle), torch.sin(angle)
     rotation = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
     shearing = torch.eye(2).repeat(len(angle), 1, 1)
     shearing[:, 0, 1] = shear
     forward = rotation @ shearing * zoom.view(-1, 1, 1)                 # content -> frame
+    if aspect is not None:
+        forward = forward @ torch.diag_embed(torch.stack([aspect.sqrt(), aspect.rsqrt()], 1))
     inverse = torch.linalg.inv(forward)
     offset = 2.0 * shift / torch.tensor(x.shape[-1:-3:-1], dtype=x.dtype)
     theta = torch.cat([inverse, -(inverse @ offset.unsqueeze(2))], dim=2)
@@ -488,7 +493,11 @@ def random_scene(x, generator, recipe):
     shift = _uniform(2 * n, -recipe.scene_max_shift, recipe.scene_max_shift, generator).view(n, 2)
     zoom = _uniform(n, *recipe.scene_zoom, generator)
     shear = _uniform(n, -recipe.scene_max_shear, recipe.scene_max_shear, generator)
-    moved = affine(torch.cat([x, garment_mask(x)], dim=1), angle, zoom, shear, shift)
+    aspect = None
+    if recipe.scene_aspect != 1:
+        widest = math.log(recipe.scene_aspect)
+        aspect = _uniform(n, -abs(widest), abs(widest), generator).exp()
+    moved = affine(torch.cat([x, garment_mask(x)], dim=1), angle, zoom, shear, shift, aspect)
     if recipe.elastic > 0:
         moved = elastic_warp(moved, generator, recipe.elastic)
     garment, alpha = moved[:, :1], moved[:, 1:]

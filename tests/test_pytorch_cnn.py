@@ -269,6 +269,36 @@ def test_affine_zooms_out_and_moves_by_whole_pixels_when_asked():
     assert smaller.sum().item() == pytest.approx(square.sum().item() / 4, rel=0.02)
 
 
+def test_affine_aspect_widens_and_flattens_keeping_the_area():
+    square = torch.zeros(1, 1, 28, 28)
+    square[..., 10:18, 10:18] = 1.0
+    one = torch.ones(1)
+    wide = pytorch_cnn.affine(square, 0 * one, one, 0 * one, torch.zeros(1, 2), aspect=torch.tensor([2.0])) > 0.5
+    width, height = wide.any(dim=-2).sum().item(), wide.any(dim=-1).sum().item()
+    assert (width, height) in ((11, 6), (12, 6), (11, 5), (12, 5))     # 8 * sqrt(2) across, 8 / sqrt(2) down
+    assert wide.sum().item() == pytest.approx(64, rel=0.15)
+
+
+def test_scene_aspect_draws_ratios_both_ways_only_when_asked(test_set, monkeypatch):
+    images = test_set[0][:256]
+    aspects = []
+    original_affine = pytorch_cnn.affine
+
+    def recording_affine(*args):
+        aspects.append(args[5])
+        return original_affine(*args)
+
+    monkeypatch.setattr(pytorch_cnn, 'affine', recording_affine)
+    for widest in (1.0, 1.5):
+        recipe = pytorch_cnn.Recipe(scene_aspect=widest)
+        scenes = pytorch_cnn.random_scene(images, torch.Generator().manual_seed(3), recipe)
+        assert scenes.shape == images.shape and scenes.min() >= 0 and scenes.max() <= 1
+    unchanged, drawn = aspects
+    assert unchanged is None
+    assert drawn.min() >= 1 / 1.5 and drawn.max() <= 1.5
+    assert (drawn < 0.9).float().mean() > 0.2 and (drawn > 1.1).float().mean() > 0.2
+
+
 def test_every_recipe_setting_is_a_flag_with_its_default():
     defaults = pytorch_cnn.parse_args([]).recipe
     assert defaults == pytorch_cnn.Recipe()
