@@ -143,6 +143,8 @@ def standardize_polarity(x, border=2):
     the same for ``a * x + b`` for every a != 0: brightness, contrast and inversion
     cannot move it.
     """
+    if x.shape[0] == 0:
+        return x
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     std = x.std(dim=(1, 2, 3), keepdim=True, unbiased=False).clamp_min(1e-6)
     z = (x - mean) / std
