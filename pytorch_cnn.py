@@ -298,6 +298,10 @@ def _uniform(n, low, high, generator):
     return low + (high - low) * torch.rand(n, generator=generator)
 
 
+def _log_uniform(n, low, high, generator):
+    return torch.exp(_uniform(n, math.log(low), math.log(high), generator))
+
+
 def _chosen(n, p, generator):
     return torch.rand(n, generator=generator) < p
 
@@ -390,11 +394,11 @@ def photometric_shift(x, generator, recipe):
     if blurred.any():
         x = torch.where(blurred.view(-1, 1, 1, 1), gaussian_blur(x, sigma), x)
 
-    gamma = per_image(torch.exp(_uniform(n, *map(math.log, recipe.gamma_range), generator)),
+    gamma = per_image(_log_uniform(n, *recipe.gamma_range, generator),
                       _chosen(n, p['gamma'], generator), 1.0)
     x = x.clamp_min(0) ** gamma
 
-    gain = per_image(torch.exp(_uniform(n, *map(math.log, recipe.gain_range), generator)),
+    gain = per_image(_log_uniform(n, *recipe.gain_range, generator),
                      _chosen(n, p['gain'], generator), 1.0)
     mid_grey = _uniform(n, *recipe.mid_grey, generator).view(-1, 1, 1, 1)          # where 0.5 goes
     x = torch.where(gain != 1.0, (x - 0.5) * gain + mid_grey, x)
@@ -497,8 +501,7 @@ def random_scene(x, generator, recipe):
     shear = _uniform(n, -recipe.scene_max_shear, recipe.scene_max_shear, generator)
     aspect = None
     if recipe.scene_aspect != 1:
-        widest = math.log(recipe.scene_aspect)
-        aspect = _uniform(n, -abs(widest), abs(widest), generator).exp()
+        aspect = _log_uniform(n, 1 / recipe.scene_aspect, recipe.scene_aspect, generator)
     moved = affine(torch.cat([x, garment_mask(x)], dim=1), angle, zoom, shear, shift, aspect)
     if recipe.elastic > 0:
         moved = elastic_warp(moved, generator, recipe.elastic)
