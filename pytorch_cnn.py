@@ -85,6 +85,8 @@ class Recipe:
     finetune_epochs: int = _setting(4, 'epochs of steps of the fine-tuning on scenes (0: none)')
     finetune_lr: float = _setting(0.01, 'its peak learning rate')
     finetune_scene_probability: float = _setting(0.25, 'fraction of images laid on a textured background in it')
+    finetune_scale: tuple = _setting((0.65, 1.08), 'range of the scale factor of its rotated and scaled images '
+                                                   '(garments zoomed out on black)')
     # photometric shifts: each hits its own random fraction of the images, scaled by --photometric
     photometric: float = _setting(1.0, 'scales the probability of every photometric shift (0: none)')
     blur_probability: float = _setting(0.05, 'Gaussian blur ...')
@@ -953,11 +955,13 @@ def log_pass(number, epochs_done, epochs, images, loss, scores, improved, second
 
 def training_phases(recipe):
     """The recipe of each phase of training: the main schedule, then, where recipe.finetune_epochs > 0,
-    the fine-tuning: its own one-cycle schedule at finetune_lr, with finetune_scene_probability scenes."""
+    the fine-tuning: its own one-cycle schedule at finetune_lr, with finetune_scene_probability scenes and
+    finetune_scale as the scale range of its rotated and scaled images."""
     phases = [recipe]
     if recipe.finetune_epochs > 0:
         phases.append(dataclasses.replace(recipe, epochs=recipe.finetune_epochs, lr=recipe.finetune_lr,
-                                          scene_probability=recipe.finetune_scene_probability))
+                                          scene_probability=recipe.finetune_scene_probability,
+                                          scale=recipe.finetune_scale))
     return phases
 
 

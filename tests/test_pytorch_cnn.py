@@ -310,14 +310,14 @@ def test_every_recipe_setting_is_a_flag_with_its_default():
     assert (dry.epochs, dry.finetune_epochs) == (2, 1)
 
 
-def test_fine_tuning_is_a_second_phase_with_its_own_length_rate_and_scenes():
+def test_fine_tuning_is_a_second_phase_with_its_own_length_rate_scenes_and_scales():
     assert pytorch_cnn.training_phases(pytorch_cnn.Recipe(finetune_epochs=0)) == [pytorch_cnn.Recipe(finetune_epochs=0)]
-    recipe = pytorch_cnn.Recipe(epochs=7, lr=0.05, scene_probability=0.0, finetune_epochs=3, finetune_lr=0.02,
-                                finetune_scene_probability=0.4)
+    recipe = pytorch_cnn.Recipe(epochs=7, lr=0.05, scene_probability=0.0, scale=(0.9, 1.1), finetune_epochs=3,
+                                finetune_lr=0.02, finetune_scene_probability=0.4, finetune_scale=(0.6, 1.2))
     main, fine = pytorch_cnn.training_phases(recipe)
     assert main == recipe
-    assert (fine.epochs, fine.lr, fine.scene_probability) == (3, 0.02, 0.4)
-    assert dataclasses.replace(fine, epochs=7, lr=0.05, scene_probability=0.0) == recipe
+    assert (fine.epochs, fine.lr, fine.scene_probability, fine.scale) == (3, 0.02, 0.4, (0.6, 1.2))
+    assert dataclasses.replace(fine, epochs=7, lr=0.05, scene_probability=0.0, scale=(0.9, 1.1)) == recipe
 
 
 def test_gaussian_blur_preserves_constant_images_and_spreads_a_point():
