@@ -44,6 +44,7 @@ CONFIGS = {     # name -> changes to pytorch_cnn.Recipe's defaults (field name -
     'finetune8': {'finetune_epochs': 8},
     'finetune-lr.02': {'finetune_lr': 0.02},
     'finetune-scene.5': {'finetune_scene_probability': 0.5},
+    'finetune-no-zoom-out': {'finetune_scale': (0.92, 1.08)},    # the main schedule's scales in the fine-tuning
     'finetune-no-print': {'garment_print': 0.0},
     'scene.25': {'scene_probability': 0.25},            # scenes in the main schedule too
 }
