@@ -136,14 +136,49 @@ class SimpleCNN(nn.Module):
         return F.log_softmax(self.fc(torch.flatten(x, 1)), dim=1)
 
 
+def padding_bars(z, widest=8, tolerance=0.1, rare=0.05):
+    """Widths (B, 4) of the padding bars at the left, right, top and bottom edge of images z (B, 1, H, W).
+
+    The conversion pads a photo that is not square with the colour of its corner, which need not be the
+    floor's (a shadow, a vignette). A side's bar is its run of outermost lines that all hold the edge
+    line's value (up to ``widest``), counted only where that value is rare inside (held, within
+    ``tolerance`` (z is standardised), by under a ``rare`` fraction of the pixels between the runs) and
+    where the runs lie on two opposite sides alone (padding fills the short sides; the photo reaches
+    the other two). Fashion-MNIST's black margins hold the black around the garment: no bars.
+    """
+    n, _, h, w = z.shape
+    sides = (z[:, 0].transpose(1, 2), z[:, 0].flip(2).transpose(1, 2), z[:, 0], z[:, 0].flip(1))
+    runs, values = [], []
+    for lines in sides:                                   # (B, lines from the edge inwards, pixels)
+        value = lines[:, :1, :1]
+        flat = (lines[:, :widest] - value).abs().amax(dim=2) < 1e-4
+        runs.append(flat.int().cumprod(dim=1).sum(dim=1))
+        values.append(value.view(n, 1, 1))
+    runs = torch.stack(runs, dim=1)
+    between = box_mask(runs, h, w)
+    rare_inside = torch.stack([(((z[:, 0] - value).abs() < tolerance) & between).sum(dim=(1, 2))
+                               < rare * between.sum(dim=(1, 2)) for value in values], dim=1)
+    left_right, top_bottom = (runs[:, 2:] == 0).all(dim=1), (runs[:, :2] == 0).all(dim=1)
+    on_one_pair = torch.stack([left_right, left_right, top_bottom, top_bottom], dim=1)
+    return runs * rare_inside * on_one_pair
+
+
+def box_mask(widths, h, w):
+    """(B, H, W) True inside the box left when widths (B, 4) of the left, right, top, bottom edge are cut off."""
+    left, right, top, bottom = (widths[:, k].view(-1, 1, 1) for k in range(4))
+    rows, columns = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
+    return (columns >= left) & (columns < w - right) & (rows >= top) & (rows < h - bottom)
+
+
 def standardize_polarity(x, border=2):
     """Per-image standardisation with the background made dark.
 
     x: (B, 1, H, W) float. Returns z with zero mean and unit standard deviation
     per image, sign-flipped where the ``border``-pixel frame (the background) is
-    brighter than the middle half of the image (where the garment is). The result is
-    the same for ``a * x + b`` for every a != 0: brightness, contrast and inversion
-    cannot move it.
+    brighter than the middle half of the image (where the garment is). Padding bars
+    of a colour that is rare inside (see ``padding_bars``) are not background: the
+    frame is then taken just inside them. The result is the same for ``a * x + b``
+    for every a != 0: brightness, contrast and inversion cannot move it.
     """
     if x.shape[0] == 0:
         return x
@@ -151,10 +186,11 @@ def standardize_polarity(x, border=2):
     std = x.std(dim=(1, 2, 3), keepdim=True, unbiased=False).clamp_min(1e-6)
     z = (x - mean) / std
     h, w = z.shape[-2:]
-    inside = z[..., border:-border, border:-border]
-    frame = (z.sum(dim=(1, 2, 3)) - inside.sum(dim=(1, 2, 3))) / (z.shape[1:].numel() - inside.shape[1:].numel())
+    bars = padding_bars(z)
+    frame = box_mask(bars, h, w) & ~box_mask(bars + border, h, w)
+    frame_mean = (z[:, 0] * frame).sum(dim=(1, 2)) / frame.sum(dim=(1, 2))
     middle = z[..., h // 4:h - h // 4, w // 4:w - w // 4].mean(dim=(1, 2, 3))
-    background_is_light = frame > middle
+    background_is_light = frame_mean > middle
     sign = 1.0 - 2.0 * background_is_light.to(z.dtype)
     return z * sign.view(-1, 1, 1, 1)
 

@@ -183,6 +183,42 @@ def test_polarity_makes_the_garment_bright_whatever_the_frame_does():
         assert z[14, 14] > z[4, 4] and z[14, 14] > z[0, 0]
 
 
+def light_garment_on_dark_floor_in_light_bars(bar_width=4):
+    """A photo that is not square, padded with a light corner colour: light bars on two sides,
+    a dark floor and a light garment between them (1, 1, 28, 28)."""
+    image = torch.full((1, 1, 28, 28), 0.2)
+    image[..., 3:26, 10:19] = 0.7
+    image[..., :, :bar_width] = image[..., :, 28 - bar_width:] = 0.9
+    return image
+
+
+def test_padding_bars_of_a_colour_rare_inside_are_not_background():
+    image = light_garment_on_dark_floor_in_light_bars()
+    z = pytorch_cnn.standardize_polarity(image)[0, 0]
+    assert z[14, 14] > z[14, 6] and z[14, 14] > z[1, 14]      # the garment bright, the floor dark
+    torch.testing.assert_close(pytorch_cnn.standardize_polarity(1 - image), z.view(1, 1, 28, 28))
+    z_of_affine = pytorch_cnn.standardize_polarity(-3 * image + 2)
+    torch.testing.assert_close(z_of_affine, z.view(1, 1, 28, 28), atol=1e-5, rtol=0)
+    widths = pytorch_cnn.padding_bars(z.view(1, 1, 28, 28))
+    assert widths.tolist() == [[4, 4, 0, 0]]
+
+
+def test_padding_bars_of_the_floor_colour_are_background():
+    image = light_garment_on_dark_floor_in_light_bars()
+    image[..., :, :4] = image[..., :, 24:] = 0.2                # padded with the floor's own colour
+    z = pytorch_cnn.standardize_polarity(image)
+    assert pytorch_cnn.padding_bars(z).sum() == 0
+    assert z[0, 0, 14, 14] > z[0, 0, 14, 2]
+
+
+def test_fashion_mnist_margins_are_no_padding_bars(test_set):
+    """Black margins are Fashion-MNIST's background: the frame stays at the image's edge for nearly all."""
+    images = test_set[0][:2000]
+    z = pytorch_cnn.standardize_polarity(images)
+    bars = pytorch_cnn.padding_bars(z)
+    assert (bars.sum(dim=1) > 0).float().mean() < 0.01
+
+
 def test_mynet_takes_an_empty_batch():
     assert MyNet().eval()(torch.zeros(0, 1, 28, 28)).shape == (0, 10)
 
