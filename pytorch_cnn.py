@@ -140,11 +140,11 @@ def padding_bars(z, widest=8, tolerance=0.1, rare=0.05):
     """Widths (B, 4) of the padding bars at the left, right, top and bottom edge of images z (B, 1, H, W).
 
     The conversion pads a photo that is not square with the colour of its corner, which need not be the
-    floor's (a shadow, a vignette). A side's bar is its run of outermost lines that all hold the edge
-    line's value (up to ``widest``), counted only where that value is rare inside (held, within
-    ``tolerance`` (z is standardised), by under a ``rare`` fraction of the pixels between the runs) and
-    where the runs lie on two opposite sides alone (padding fills the short sides; the photo reaches
-    the other two). Fashion-MNIST's black margins hold the black around the garment: no bars.
+    floor's (a shadow, a vignette). A side's bar is its run of outermost lines (up to ``widest``) that
+    all hold the edge line's value. It counts only where that value is rare inside, held within
+    ``tolerance`` (z is standardised) by under a ``rare`` fraction of the pixels between the runs, and
+    where the runs lie on two opposite sides alone: padding fills the short sides, the photo reaches the
+    other two. Fashion-MNIST's black margins are no bars: black also surrounds the garment inside them.
     """
     n, _, h, w = z.shape
     sides = (z[:, 0].transpose(1, 2), z[:, 0].flip(2).transpose(1, 2), z[:, 0], z[:, 0].flip(1))
