@@ -153,7 +153,7 @@ def padding_bars(z, widest=8, tolerance=0.1, rare=0.05):
         value = lines[:, :1, :1]
         flat = (lines[:, :widest] - value).abs().amax(dim=2) < 1e-4
         runs.append(flat.int().cumprod(dim=1).sum(dim=1))
-        values.append(value.view(n, 1, 1))
+        values.append(value)
     runs = torch.stack(runs, dim=1)
     between = box_mask(runs, h, w)
     rare_inside = torch.stack([(((z[:, 0] - value).abs() < tolerance) & between).sum(dim=(1, 2))
