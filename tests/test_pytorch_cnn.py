@@ -416,7 +416,10 @@ def test_dry_run_trains_and_writes_a_loadable_model(tmp_path, fashion_root, repo
 
 
 def record_starting_weights(monkeypatch):
-    """A list that gets a copy of the model's weights each time a training phase starts."""
+    """A list that gets a copy of the model's weights each time a training phase starts.
+
+    Run the training with ``--precision fp32``: on a CPU with bf16 units ``--precision auto`` first times
+    training steps on copies of the model, and those start trainings too."""
     started_from, start_training = [], pytorch_cnn.start_training
 
     def recording_start(model, *rest):
@@ -434,7 +437,8 @@ def test_fine_tuning_starts_from_the_best_weights_of_the_main_schedule(tmp_path,
     started_from = record_starting_weights(monkeypatch)
     out = tmp_path / 'dry.pt'
     args = pytorch_cnn.parse_args(['--dry-run', '--data', fashion_root, '--real-photos', str(tmp_path / 'none.npz'),
-                                   '--finetune-epochs', '1', '--out', str(out), '--plot', str(tmp_path / 'p.png')])
+                                   '--finetune-epochs', '1', '--precision', 'fp32', '--out', str(out),
+                                   '--plot', str(tmp_path / 'p.png')])
     assert pytorch_cnn.train(args) == 90.0
     saved = torch.load(out, weights_only=True)
     assert len(started_from) == 2
@@ -449,7 +453,7 @@ def test_init_starts_the_training_from_the_given_weights(tmp_path, fashion_root,
     started_from = record_starting_weights(monkeypatch)
     args = pytorch_cnn.parse_args(['--dry-run', '--data', fashion_root, '--real-photos', str(tmp_path / 'none.npz'),
                                    '--init', str(initial), '--epochs', '1', '--finetune-epochs', '0',
-                                   '--out', str(tmp_path / 'out.pt')])
+                                   '--precision', 'fp32', '--out', str(tmp_path / 'out.pt')])
     pytorch_cnn.train(args)
     for name, value in torch.load(initial, weights_only=True).items():
         torch.testing.assert_close(started_from[0][name], value)
