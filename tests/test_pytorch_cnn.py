@@ -455,6 +455,7 @@ def test_init_starts_the_training_from_the_given_weights(tmp_path, fashion_root,
                                    '--init', str(initial), '--epochs', '1', '--finetune-epochs', '0',
                                    '--precision', 'fp32', '--out', str(tmp_path / 'out.pt')])
     pytorch_cnn.train(args)
+    assert len(started_from) == 1
     for name, value in torch.load(initial, weights_only=True).items():
         torch.testing.assert_close(started_from[0][name], value)
 
