@@ -187,3 +187,45 @@ def test_compare_models_reports_the_real_photos_with_their_interval(real_photos_
     assert len(summaries) == 2
     assert 'real balanced' in summaries[0] and 'per class T-/Tr/Pu/Dr/Co/Sh' in summaries[0]
     assert summaries[1] == summaries[0] + '  balanced gain over the first +0.0 [+0.0, +0.0]'
+
+
+# ----------------------------------------------------------------------------- tools/probe_features.py
+
+def synthetic_photos(separable, photos=600, contributors=60, seed=0):
+    """features (N, 20), labels (N,) in the real set's six labels, senders (N,): class-shifted or pure noise."""
+    generator = torch.Generator().manual_seed(seed)
+    six = torch.tensor([0, 1, 2, 3, 4, 6])
+    targets = torch.randint(0, 6, (photos,), generator=generator)
+    features = torch.randn(photos, 20, generator=generator)
+    if separable:
+        features[torch.arange(photos), targets] += 4.0
+    return features, six[targets], torch.randint(0, contributors, (photos,), generator=generator)
+
+
+def test_contributor_folds_keep_each_contributors_photos_together():
+    from probe_features import contributor_folds
+    senders = torch.tensor([7, 3, 7, 9, 3, 9, 1, 1, 7])
+    fold = contributor_folds(senders, folds=3)
+    for sender in senders.unique():
+        assert len(fold[senders == sender].unique()) == 1
+    assert fold.min() >= 0 and fold.max() < 3
+
+
+def test_the_probe_finds_classes_that_the_features_hold_and_no_others():
+    from probe_features import cross_validated_predictions
+    features, labels, senders = synthetic_photos(separable=True)
+    predicted = cross_validated_predictions(features, labels, senders)
+    assert set(predicted.unique().tolist()) <= {0, 1, 2, 3, 4, 6}
+    assert pytorch_cnn.real_photo_scores(predicted, labels, senders)['balanced'] > 95
+    noise, labels, senders = synthetic_photos(separable=False)
+    predicted = cross_validated_predictions(noise, labels, senders)
+    assert pytorch_cnn.real_photo_scores(predicted, labels, senders)['balanced'] < 35   # six classes: chance is 1/6
+
+
+def test_probe_features_reports_the_head_and_both_probes(real_photos_path, repo):
+    result = subprocess.run([sys.executable, os.path.join('tools', 'probe_features.py'), 'model.pt', '--limit', '300',
+                             '--real-photos', real_photos_path], cwd=repo, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    line, = result.stdout.splitlines()
+    assert line.startswith('model.pt: real balanced, its own head (one view) ')
+    assert 'linear probe on the convolutions' in line and 'on the hidden layer' in line

@@ -1,0 +1,126 @@
+"""How much of the real photos' classes a MyNet's features hold: a linear probe, cross-validated by contributor.
+
+    python tools/probe_features.py model.pt [other.pt ...] [--random-control]
+
+A diagnostic, not a recipe: the probes are fitted to real photos, which the product never trains on, and
+nothing here changes a model. For each model file it prints the network's own balanced accuracy on the real
+photos (one view, all ten classes), then that of a linear classifier of the six classes on the same photos'
+features (the flattened convolution output, and the hidden layer before the last linear one), fitted on the
+photos of the other contributors (--folds groups of contributors; each photo is predicted by a probe that saw
+none of its contributor's photos), each with its 90% interval from a bootstrap over contributors.
+
+A probe far above the network's own head says that the features tell the classes of real photos apart and
+the head's mapping from features to classes is what the shift from Fashion-MNIST breaks: what only labelled
+photos of that kind could teach. `--random-control` adds an untrained MyNet, so the gain that training on
+Fashion-MNIST brings to the features can be read off.
+"""
+import argparse
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, REPO)
+import pytorch_cnn  # noqa: E402
+
+
+def real_photo_features(model, images):
+    """One view of images (N, 1, 28, 28) through model in eval mode -> {'convolutions' (N, F), 'hidden' (N, 256),
+    'log_probabilities' (N, 10)}."""
+    model.eval()
+    with torch.no_grad():
+        convolutions = torch.flatten(model.features(pytorch_cnn.standardize_polarity(images)), 1)
+        first, relu, last = model.classifier
+        hidden = relu(first(convolutions))
+        return {'convolutions': convolutions, 'hidden': hidden, 'log_probabilities': F.log_softmax(last(hidden), 1)}
+
+
+def contributor_folds(senders, folds, seed=0):
+    """(N,) fold index in [0, folds) per photo; all photos of one contributor share a fold."""
+    sender_ids, sender_of = senders.unique(return_inverse=True)
+    fold_of_sender = torch.randint(0, folds, (len(sender_ids),), generator=torch.Generator().manual_seed(seed))
+    return fold_of_sender[sender_of]
+
+
+def fit_probe(features, targets, classes, weight_decay):
+    """A linear classifier of features (N, F) (standardised with their own mean and spread) into targets
+    (N,) in [0, classes), every class weighted alike -> predict(features) -> (N,) targets."""
+    mean, spread = features.mean(0), features.std(0) + 1e-6
+    counts = torch.bincount(targets, minlength=classes).clamp_min(1).double()
+    class_weights = (counts.sum() / counts / classes).float()
+    linear = torch.nn.Linear(features.shape[1], classes)
+    optimiser = torch.optim.LBFGS(linear.parameters(), max_iter=200, line_search_fn='strong_wolfe')
+    standardised = (features - mean) / spread
+
+    def loss():
+        optimiser.zero_grad()
+        value = F.cross_entropy(linear(standardised), targets, weight=class_weights) \
+            + weight_decay * linear.weight.pow(2).sum()
+        value.backward()
+        return value
+
+    optimiser.step(loss)
+    return lambda new: linear((new - mean) / spread).argmax(1)
+
+
+def cross_validated_predictions(features, labels, senders, folds=5, weight_decay=0.3):
+    """(N,) labels predicted for each photo by a probe fitted on the photos of the other folds' contributors."""
+    classes, targets = labels.unique(return_inverse=True)
+    fold = contributor_folds(senders, folds)
+    predicted = torch.empty_like(labels)
+    with torch.enable_grad():
+        for k in fold.unique().tolist():
+            held_out = fold == k
+            predict = fit_probe(features[~held_out], targets[~held_out], len(classes), weight_decay)
+            with torch.no_grad():
+                predicted[held_out] = classes[predict(features[held_out])]
+    return predicted
+
+
+def probe_report(model, images, labels, senders, folds=5, weight_decay=0.3):
+    """{'head', 'convolutions', 'hidden': real_photo_scores} for one model."""
+    features = real_photo_features(model, images)
+    report = {'head': pytorch_cnn.real_photo_scores(features['log_probabilities'].argmax(1), labels, senders)}
+    for name in ('convolutions', 'hidden'):
+        predicted = cross_validated_predictions(features[name], labels, senders, folds, weight_decay)
+        report[name] = pytorch_cnn.real_photo_scores(predicted, labels, senders)
+    return report
+
+
+def describe(name, report):
+    def score(scores):
+        low, high = scores['balanced_interval']
+        return f'{scores["balanced"]:.1f} [{low:.1f}, {high:.1f}]'
+    return (f'{name}: real balanced, its own head (one view) {score(report["head"])}; linear probe on the '
+            f'convolutions {score(report["convolutions"])}, on the hidden layer {score(report["hidden"])}')
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument('models', nargs='*', metavar='MODEL_PT', help='state_dicts of MyNet')
+    parser.add_argument('--random-control', action='store_true', help='also an untrained MyNet (seed 0)')
+    parser.add_argument('--real-photos', default=os.path.join(REPO, 'data', 'realphotos-dev.npz'), metavar='NPZ',
+                        help='real photos converted by `make data`')
+    parser.add_argument('--folds', type=int, default=5, help='groups of contributors for the cross-validation')
+    parser.add_argument('--weight-decay', type=float, default=0.3, help="the probe's L2 penalty")
+    parser.add_argument('--limit', type=int, default=None, help='only the first this many photos')
+    args = parser.parse_args(argv)
+    if not args.models and not args.random_control:
+        parser.error('give a model file or --random-control')
+    real_photos = pytorch_cnn.load_real_photos(args.real_photos)
+    if real_photos is None:
+        sys.exit(f'no real photos at {args.real_photos}: `make data DATA_MIRROR=...` converts them')
+    images, labels, senders = (tensor[:args.limit] for tensor in real_photos)
+    models = [(path, pytorch_cnn.load_model(path)) for path in args.models]
+    if args.random_control:
+        torch.manual_seed(0)
+        models.append(('untrained MyNet', pytorch_cnn.MyNet()))
+    for name, model in models:
+        print(describe(name, probe_report(model, images, labels, senders, args.folds, args.weight_decay)), flush=True)
+
+
+if __name__ == '__main__':
+    main()
