@@ -191,14 +191,14 @@ def test_compare_models_reports_the_real_photos_with_their_interval(real_photos_
 
 # ----------------------------------------------------------------------------- tools/probe_features.py
 
-def synthetic_photos(separable, photos=600, contributors=60, seed=0):
-    """features (N, 20), labels (N,) in the real set's six labels, senders (N,): class-shifted or pure noise."""
+def synthetic_photos(class_signal, photos=600, contributors=60, seed=0):
+    """features (N, 20), labels (N,) in the real set's six labels, senders (N,): noise, plus class_signal on the
+    feature that belongs to each photo's class."""
     generator = torch.Generator().manual_seed(seed)
     six = torch.tensor([0, 1, 2, 3, 4, 6])
     targets = torch.randint(0, 6, (photos,), generator=generator)
     features = torch.randn(photos, 20, generator=generator)
-    if separable:
-        features[torch.arange(photos), targets] += 4.0
+    features[torch.arange(photos), targets] += class_signal
     return features, six[targets], torch.randint(0, contributors, (photos,), generator=generator)
 
 
@@ -213,19 +213,45 @@ def test_contributor_folds_keep_each_contributors_photos_together():
 
 def test_the_probe_finds_classes_that_the_features_hold_and_no_others():
     from probe_features import cross_validated_predictions
-    features, labels, senders = synthetic_photos(separable=True)
+    features, labels, senders = synthetic_photos(class_signal=4.0)
     predicted = cross_validated_predictions(features, labels, senders)
     assert set(predicted.unique().tolist()) <= {0, 1, 2, 3, 4, 6}
     assert pytorch_cnn.real_photo_scores(predicted, labels, senders)['balanced'] > 95
-    noise, labels, senders = synthetic_photos(separable=False)
+    noise, labels, senders = synthetic_photos(class_signal=0.0)
     predicted = cross_validated_predictions(noise, labels, senders)
     assert pytorch_cnn.real_photo_scores(predicted, labels, senders)['balanced'] < 35   # six classes: chance is 1/6
 
 
-def test_probe_features_reports_the_head_and_both_probes(real_photos_path, repo):
+def test_a_probe_fitted_on_fewer_contributors_knows_less():
+    from probe_features import cross_validated_predictions
+    features, labels, senders = synthetic_photos(class_signal=1.0)
+
+    def balanced(fraction):
+        predicted = cross_validated_predictions(features, labels, senders, fraction=fraction)
+        return pytorch_cnn.real_photo_scores(predicted, labels, senders)['balanced']
+    assert balanced(1.0) > balanced(0.05) + 5
+
+
+def test_probes_across_domains_map_the_labels_of_both(real_photos_path, committed_model):
+    """With the real photos standing in for Fashion-MNIST too, each probe is asked about the photos it was
+    fitted on, so both directions must know nearly all of them, class by class."""
+    from probe_features import across_domains
+    images, labels, senders = (tensor[:300] for tensor in pytorch_cnn.load_real_photos(real_photos_path))
+    others = torch.zeros(50, 1, 28, 28), torch.full((50,), 9)         # another class: left out of the probes
+    fashion = torch.cat([images, others[0]]), torch.cat([labels, others[1]])
+    report = across_domains(committed_model, (images, labels, senders), fashion)
+    assert committed_model.training          # left as the grader leaves it
+    for per_class in report.values():
+        assert sorted(per_class) == sorted(labels.unique().tolist())
+        assert min(per_class.values()) > 90
+
+
+def test_probe_features_reports_the_head_and_both_probes(real_photos_path, fashion_root, repo):
     result = subprocess.run([sys.executable, os.path.join('tools', 'probe_features.py'), 'model.pt', '--limit', '300',
-                             '--real-photos', real_photos_path], cwd=repo, capture_output=True, text=True, timeout=300)
+                             '--real-photos', real_photos_path, '--across', '--data', fashion_root],
+                            cwd=repo, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    line, = result.stdout.splitlines()
-    assert line.startswith('model.pt: real balanced, its own head (one view) ')
-    assert 'linear probe on the convolutions' in line and 'on the hidden layer' in line
+    within, across = result.stdout.splitlines()
+    assert within.startswith('model.pt: real balanced, its own head (one view) ')
+    assert 'linear probe on the convolutions' in within and 'on the hidden layer' in within
+    assert across.startswith('model.pt: across domains, fitted on the real photos, on Fashion-MNIST validation')

@@ -1,6 +1,6 @@
 """How much of the real photos' classes a MyNet's features hold: a linear probe, cross-validated by contributor.
 
-    python tools/probe_features.py model.pt [other.pt ...] [--random-control]
+    python tools/probe_features.py model.pt [other.pt ...] [--random-control] [--fraction 0.25] [--across]
 
 A diagnostic, not a recipe: the probes are fitted to real photos, which the product never trains on, and
 nothing here changes a model. For each model file it prints the network's own balanced accuracy on the real
@@ -8,11 +8,14 @@ photos (one view, all ten classes), then that of a linear classifier of the six 
 features (the flattened convolution output, and the hidden layer before the last linear one), fitted on the
 photos of the other contributors (--folds groups of contributors; each photo is predicted by a probe that saw
 none of its contributor's photos), each with its 90% interval from a bootstrap over contributors.
+--fraction fits each probe on that fraction of the other contributors only: how many labelled photos it takes.
 
 A probe far above the network's own head says that the features tell the classes of real photos apart and
 the head's mapping from features to classes is what the shift from Fashion-MNIST breaks: what only labelled
 photos of that kind could teach. `--random-control` adds an untrained MyNet, so the gain that training on
-Fashion-MNIST brings to the features can be read off.
+Fashion-MNIST brings to the features can be read off. `--across` asks whether the six classes mean the same in
+both domains: a probe fitted on all the real photos classifies Fashion-MNIST's validation images of those classes,
+and one fitted on those images classifies the real photos.
 """
 import argparse
 import os
@@ -28,13 +31,17 @@ import pytorch_cnn  # noqa: E402
 
 def real_photo_features(model, images):
     """One view of images (N, 1, 28, 28) through model in eval mode -> {'convolutions' (N, F), 'hidden' (N, 256),
-    'log_probabilities' (N, 10)}."""
+    'log_probabilities' (N, 10)}. The model's mode is left as it was."""
+    was_training = model.training
     model.eval()
-    with torch.no_grad():
-        convolutions = torch.flatten(model.features(pytorch_cnn.standardize_polarity(images)), 1)
-        first, relu, last = model.classifier
-        hidden = relu(first(convolutions))
-        return {'convolutions': convolutions, 'hidden': hidden, 'log_probabilities': F.log_softmax(last(hidden), 1)}
+    try:
+        with torch.no_grad():
+            convolutions = torch.flatten(model.features(pytorch_cnn.standardize_polarity(images)), 1)
+            first, relu, last = model.classifier
+            hidden = relu(first(convolutions))
+    finally:
+        model.train(was_training)
+    return {'convolutions': convolutions, 'hidden': hidden, 'log_probabilities': F.log_softmax(last(hidden), 1)}
 
 
 def contributor_folds(senders, folds, seed=0):
@@ -65,28 +72,69 @@ def fit_probe(features, targets, classes, weight_decay):
     return lambda new: linear((new - mean) / spread).argmax(1)
 
 
-def cross_validated_predictions(features, labels, senders, folds=5, weight_decay=0.3):
-    """(N,) labels predicted for each photo by a probe fitted on the photos of the other folds' contributors."""
+def cross_validated_predictions(features, labels, senders, folds=5, weight_decay=0.3, fraction=1.0):
+    """(N,) labels predicted for each photo by a probe fitted on the photos of the other folds' contributors
+    (of a random ``fraction`` of them)."""
     classes, targets = labels.unique(return_inverse=True)
     fold = contributor_folds(senders, folds)
+    generator = torch.Generator().manual_seed(1)
     predicted = torch.empty_like(labels)
     with torch.enable_grad():
         for k in fold.unique().tolist():
             held_out = fold == k
-            predict = fit_probe(features[~held_out], targets[~held_out], len(classes), weight_decay)
+            others = senders[~held_out].unique()
+            kept = others[torch.randperm(len(others), generator=generator)[:max(1, round(fraction * len(others)))]]
+            fitted_on = ~held_out & torch.isin(senders, kept)
+            predict = fit_probe(features[fitted_on], targets[fitted_on], len(classes), weight_decay)
             with torch.no_grad():
                 predicted[held_out] = classes[predict(features[held_out])]
     return predicted
 
 
-def probe_report(model, images, labels, senders, folds=5, weight_decay=0.3):
+def probe_report(model, images, labels, senders, folds=5, weight_decay=0.3, fraction=1.0):
     """{'head', 'convolutions', 'hidden': real_photo_scores} for one model."""
     features = real_photo_features(model, images)
     report = {'head': pytorch_cnn.real_photo_scores(features['log_probabilities'].argmax(1), labels, senders)}
     for name in ('convolutions', 'hidden'):
-        predicted = cross_validated_predictions(features[name], labels, senders, folds, weight_decay)
+        predicted = cross_validated_predictions(features[name], labels, senders, folds, weight_decay, fraction)
         report[name] = pytorch_cnn.real_photo_scores(predicted, labels, senders)
     return report
+
+
+def per_class_percent(predicted, labels):
+    """{label: % of that label's images predicted as it}."""
+    return {label: 100.0 * (predicted[labels == label] == label).double().mean().item()
+            for label in labels.unique().tolist()}
+
+
+def across_domains(model, real_photos, fashion, weight_decay=0.3):
+    """Convolution probes fitted on one domain's six classes and asked about the other's:
+    {'real_to_fashion', 'fashion_to_real': {label: %}}; fashion: Fashion-MNIST (images, labels) of any classes."""
+    images, labels, _ = real_photos
+    in_six = torch.isin(fashion[1], labels.unique())
+    fashion_images, fashion_labels = fashion[0][in_six], fashion[1][in_six]
+    real_features = real_photo_features(model, images)['convolutions']
+    fashion_features = real_photo_features(model, fashion_images)['convolutions']
+    classes, real_targets = labels.unique(return_inverse=True)
+    fashion_targets = torch.searchsorted(classes, fashion_labels)
+    report = {}
+    for name, (fit_x, fit_y), (ask_x, ask_labels) in (
+            ('real_to_fashion', (real_features, real_targets), (fashion_features, fashion_labels)),
+            ('fashion_to_real', (fashion_features, fashion_targets), (real_features, labels))):
+        with torch.enable_grad():
+            predict = fit_probe(fit_x, fit_y, len(classes), weight_decay)
+        with torch.no_grad():
+            report[name] = per_class_percent(classes[predict(ask_x)], ask_labels)
+    return report
+
+
+def describe_across(name, report):
+    def scores(per_class):
+        values = ' / '.join(f'{value:.0f}' for value in per_class.values())
+        return f'balanced {sum(per_class.values()) / len(per_class):.1f} (per class {values})'
+    return (f'{name}: across domains, fitted on the real photos, on Fashion-MNIST validation images '
+            f'{scores(report["real_to_fashion"])}; fitted on those, on the real photos '
+            f'{scores(report["fashion_to_real"])}')
 
 
 def describe(name, report):
@@ -106,7 +154,14 @@ def main(argv=None):
                         help='real photos converted by `make data`')
     parser.add_argument('--folds', type=int, default=5, help='groups of contributors for the cross-validation')
     parser.add_argument('--weight-decay', type=float, default=0.3, help="the probe's L2 penalty")
-    parser.add_argument('--limit', type=int, default=None, help='only the first this many photos')
+    parser.add_argument('--fraction', type=float, default=1.0,
+                        help="fit each fold's probes on this fraction of the other contributors")
+    parser.add_argument('--across', action='store_true',
+                        help="also probes across domains, with Fashion-MNIST's validation split")
+    parser.add_argument('--data', default=os.path.join(REPO, 'data'), help='folder holding FashionMNIST/raw')
+    parser.add_argument('--val-size', type=int, default=5000, help='training images held out for validation')
+    parser.add_argument('--limit', type=int, default=None,
+                        help='only the first this many photos (and validation images)')
     args = parser.parse_args(argv)
     if not args.models and not args.random_control:
         parser.error('give a model file or --random-control')
@@ -114,12 +169,20 @@ def main(argv=None):
     if real_photos is None:
         sys.exit(f'no real photos at {args.real_photos}: `make data DATA_MIRROR=...` converts them')
     images, labels, senders = (tensor[:args.limit] for tensor in real_photos)
+    if args.across:
+        _, (val_x, val_y) = pytorch_cnn.split_train_val(*pytorch_cnn.load_fashion_mnist(args.data, train=True),
+                                                        args.val_size)
+        fashion = val_x[:args.limit], val_y[:args.limit]
     models = [(path, pytorch_cnn.load_model(path)) for path in args.models]
     if args.random_control:
         torch.manual_seed(0)
         models.append(('untrained MyNet', pytorch_cnn.MyNet()))
     for name, model in models:
-        print(describe(name, probe_report(model, images, labels, senders, args.folds, args.weight_decay)), flush=True)
+        report = probe_report(model, images, labels, senders, args.folds, args.weight_decay, args.fraction)
+        print(describe(name, report), flush=True)
+        if args.across:
+            print(describe_across(name, across_domains(model, (images, labels, senders), fashion, args.weight_decay)),
+                  flush=True)
 
 
 if __name__ == '__main__':
