@@ -11,8 +11,7 @@ none of its contributor's photos), each with its 90% interval from a bootstrap o
 --fraction fits each probe on that fraction of the other contributors only: how many labelled photos it takes.
 
 A probe far above the network's own head says that the features tell the classes of real photos apart and
-the head's mapping from features to classes is what the shift from Fashion-MNIST breaks: what only labelled
-photos of that kind could teach. `--random-control` adds an untrained MyNet, so the gain that training on
+the head's mapping from features to classes is what the shift from Fashion-MNIST breaks. `--random-control` adds an untrained MyNet, so the gain that training on
 Fashion-MNIST brings to the features can be read off. `--across` asks whether the six classes mean the same in
 both domains: a probe fitted on all the real photos classifies Fashion-MNIST's validation images of those classes,
 and one fitted on those images classifies the real photos.
