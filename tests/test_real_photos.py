@@ -235,16 +235,16 @@ def test_a_probe_fitted_on_fewer_contributors_knows_less():
 def test_probes_across_domains_map_the_labels_of_both(real_photos_path, repo):
     """With the real photos standing in for Fashion-MNIST too, each probe is asked about the photos it was
     fitted on, so both directions must know nearly all of them, class by class."""
-    from probe_features import across_domains
+    from probe_features import across_domains, real_photo_features
     model = pytorch_cnn.load_model(os.path.join(repo, 'model.pt'))       # in training mode, as loaded
     images, labels, senders = (tensor[:300] for tensor in pytorch_cnn.load_real_photos(real_photos_path))
-    others = torch.zeros(50, 1, 28, 28), torch.full((50,), 9)         # another class: left out of the probes
-    fashion = torch.cat([images, others[0]]), torch.cat([labels, others[1]])
-    report = across_domains(model, (images, labels, senders), fashion)
-    assert model.training                    # the probes leave the model's mode as it was
-    for per_class in report.values():
-        assert sorted(per_class) == sorted(labels.unique().tolist())
-        assert min(per_class.values()) > 90
+    features = real_photo_features(model, images)['convolutions']
+    assert model.training                    # the features leave the model's mode as it was
+    others = torch.randn(50, features.shape[1]), torch.full((50,), 9)  # another class: left out of the probes
+    report = across_domains(features, labels, senders, torch.cat([features, others[0]]), torch.cat([labels, others[1]]))
+    for scores in report.values():
+        assert sorted(scores['per_class']) == sorted(labels.unique().tolist())
+        assert min(scores['per_class'].values()) > 90
 
 
 def test_probe_features_reports_the_head_and_both_probes(real_photos_path, fashion_root, repo):

@@ -11,10 +11,11 @@ none of its contributor's photos), each with its 90% interval from a bootstrap o
 --fraction fits each probe on that fraction of the other contributors only: how many labelled photos it takes.
 
 A probe far above the network's own head says that the features tell the classes of real photos apart and
-the head's mapping from features to classes is what the shift from Fashion-MNIST breaks. `--random-control` adds an untrained MyNet, so the gain that training on
-Fashion-MNIST brings to the features can be read off. `--across` asks whether the six classes mean the same in
-both domains: a probe fitted on all the real photos classifies Fashion-MNIST's validation images of those classes,
-and one fitted on those images classifies the real photos.
+the head's mapping from features to classes is what the shift from Fashion-MNIST breaks. `--random-control`
+adds an untrained MyNet, so the gain that training on Fashion-MNIST brings to the features can be read off.
+`--across` asks whether the six classes mean the same in both domains: a probe fitted on all the real photos
+classifies Fashion-MNIST's validation images of those classes (interval over images), and one fitted on those
+images classifies the real photos (interval over contributors).
 """
 import argparse
 import os
@@ -38,9 +39,10 @@ def real_photo_features(model, images):
             convolutions = torch.flatten(model.features(pytorch_cnn.standardize_polarity(images)), 1)
             first, relu, last = model.classifier
             hidden = relu(first(convolutions))
+            log_probabilities = F.log_softmax(last(hidden), 1)
     finally:
         model.train(was_training)
-    return {'convolutions': convolutions, 'hidden': hidden, 'log_probabilities': F.log_softmax(last(hidden), 1)}
+    return {'convolutions': convolutions, 'hidden': hidden, 'log_probabilities': log_probabilities}
 
 
 def contributor_folds(senders, folds, seed=0):
@@ -90,9 +92,8 @@ def cross_validated_predictions(features, labels, senders, folds=5, weight_decay
     return predicted
 
 
-def probe_report(model, images, labels, senders, folds=5, weight_decay=0.3, fraction=1.0):
-    """{'head', 'convolutions', 'hidden': real_photo_scores} for one model."""
-    features = real_photo_features(model, images)
+def probe_report(features, labels, senders, folds=5, weight_decay=0.3, fraction=1.0):
+    """{'head', 'convolutions', 'hidden': real_photo_scores} for one model's real_photo_features."""
     report = {'head': pytorch_cnn.real_photo_scores(features['log_probabilities'].argmax(1), labels, senders)}
     for name in ('convolutions', 'hidden'):
         predicted = cross_validated_predictions(features[name], labels, senders, folds, weight_decay, fraction)
@@ -100,48 +101,47 @@ def probe_report(model, images, labels, senders, folds=5, weight_decay=0.3, frac
     return report
 
 
-def per_class_percent(predicted, labels):
-    """{label: % of that label's images predicted as it}."""
-    return {label: 100.0 * (predicted[labels == label] == label).double().mean().item()
-            for label in labels.unique().tolist()}
-
-
-def across_domains(model, real_photos, fashion, weight_decay=0.3):
-    """Convolution probes fitted on one domain's six classes and asked about the other's:
-    {'real_to_fashion', 'fashion_to_real': {label: %}}; fashion: Fashion-MNIST (images, labels) of any classes."""
-    images, labels, _ = real_photos
-    in_six = torch.isin(fashion[1], labels.unique())
-    fashion_images, fashion_labels = fashion[0][in_six], fashion[1][in_six]
-    real_features = real_photo_features(model, images)['convolutions']
-    fashion_features = real_photo_features(model, fashion_images)['convolutions']
+def across_domains(real_features, labels, senders, fashion_features, fashion_labels, weight_decay=0.3):
+    """Probes fitted on one domain's six classes and asked about the other's -> {'real_to_fashion',
+    'fashion_to_real': real_photo_scores}. real_features (N, F) of the real photos (labels, senders (N,));
+    fashion_features (M, F) of Fashion-MNIST images of any classes (fashion_labels (M,)), each image its own
+    contributor; those of other classes than the real photos' are left out."""
+    in_six = torch.isin(fashion_labels, labels.unique())
+    fashion_features, fashion_labels = fashion_features[in_six], fashion_labels[in_six]
+    fashion_senders = torch.arange(len(fashion_labels))
     classes, real_targets = labels.unique(return_inverse=True)
     fashion_targets = torch.searchsorted(classes, fashion_labels)
     report = {}
-    for name, (fit_x, fit_y), (ask_x, ask_labels) in (
-            ('real_to_fashion', (real_features, real_targets), (fashion_features, fashion_labels)),
-            ('fashion_to_real', (fashion_features, fashion_targets), (real_features, labels))):
+    for name, (fit_x, fit_y), (ask_x, ask_labels, ask_senders) in (
+            ('real_to_fashion', (real_features, real_targets), (fashion_features, fashion_labels, fashion_senders)),
+            ('fashion_to_real', (fashion_features, fashion_targets), (real_features, labels, senders))):
         with torch.enable_grad():
             predict = fit_probe(fit_x, fit_y, len(classes), weight_decay)
         with torch.no_grad():
-            report[name] = per_class_percent(classes[predict(ask_x)], ask_labels)
+            report[name] = pytorch_cnn.real_photo_scores(classes[predict(ask_x)], ask_labels, ask_senders)
     return report
 
 
+def balanced_with_interval(scores):
+    low, high = scores['balanced_interval']
+    return f'{scores["balanced"]:.1f} [{low:.1f}, {high:.1f}]'
+
+
+def with_per_class(scores):
+    return balanced_with_interval(scores) + ' (per class ' + ' / '.join(
+        f'{value:.0f}' for value in scores['per_class'].values()) + ')'
+
+
 def describe_across(name, report):
-    def scores(per_class):
-        values = ' / '.join(f'{value:.0f}' for value in per_class.values())
-        return f'balanced {sum(per_class.values()) / len(per_class):.1f} (per class {values})'
-    return (f'{name}: across domains, fitted on the real photos, on Fashion-MNIST validation images '
-            f'{scores(report["real_to_fashion"])}; fitted on those, on the real photos '
-            f'{scores(report["fashion_to_real"])}')
+    return (f'{name}: across domains, fitted on the real photos, on Fashion-MNIST validation images balanced '
+            f'{with_per_class(report["real_to_fashion"])}; fitted on those, on the real photos balanced '
+            f'{with_per_class(report["fashion_to_real"])}')
 
 
 def describe(name, report):
-    def score(scores):
-        low, high = scores['balanced_interval']
-        return f'{scores["balanced"]:.1f} [{low:.1f}, {high:.1f}]'
-    return (f'{name}: real balanced, its own head (one view) {score(report["head"])}; linear probe on the '
-            f'convolutions {score(report["convolutions"])}, on the hidden layer {score(report["hidden"])}')
+    return (f'{name}: real balanced, its own head (one view) {balanced_with_interval(report["head"])}; linear probe '
+            f'on the convolutions {balanced_with_interval(report["convolutions"])}, on the hidden layer '
+            f'{balanced_with_interval(report["hidden"])}')
 
 
 def main(argv=None):
@@ -177,11 +177,14 @@ def main(argv=None):
         torch.manual_seed(0)
         models.append(('untrained MyNet', pytorch_cnn.MyNet()))
     for name, model in models:
-        report = probe_report(model, images, labels, senders, args.folds, args.weight_decay, args.fraction)
+        features = real_photo_features(model, images)
+        report = probe_report(features, labels, senders, args.folds, args.weight_decay, args.fraction)
         print(describe(name, report), flush=True)
         if args.across:
-            print(describe_across(name, across_domains(model, (images, labels, senders), fashion, args.weight_decay)),
-                  flush=True)
+            fashion_features = real_photo_features(model, fashion[0])['convolutions']
+            report = across_domains(features['convolutions'], labels, senders, fashion_features, fashion[1],
+                                    args.weight_decay)
+            print(describe_across(name, report), flush=True)
 
 
 if __name__ == '__main__':
