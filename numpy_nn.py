@@ -348,6 +348,14 @@ def parse_args(argv=None):
                         help='only save the figures (None: show them when there is a display)')
     parser.add_argument('--out-dir', default='.', help='where the two figures go')
     args = parser.parse_args(argv)
+    problems = [f'--classes must be two different digits 0-9, got {args.classes[0]} {args.classes[1]}'
+                for a, b in [args.classes] if a == b or not (0 <= a <= 9 and 0 <= b <= 9)]
+    problems += [f'{flag} must be positive, got {value:g}' for flag, value in
+                 (('--epochs', args.epochs), ('--lr', args.lr), ('--batch-size', args.batch_size)) if not value > 0]
+    if not 0 < args.val_fraction < 1:
+        problems.append(f'--val-fraction must lie between 0 and 1, got {args.val_fraction:g}')
+    if problems:
+        parser.exit(2, f'{parser.prog}: error: {problems[0]}\n')
     if args.show is None:
         args.show = bool(os.environ.get('DISPLAY') or os.environ.get('WAYLAND_DISPLAY'))
     return args
@@ -359,11 +367,14 @@ def main(argv=None):
         import matplotlib
         matplotlib.use('Agg')
     if not os.path.exists(args.data):
-        raise SystemExit(f'{args.data} not found: run `make data` (or pass --data PATH)')
+        raise SystemExit(f'error: {args.data} not found: run `make data` (or pass --data PATH)')
     rng = np.random.default_rng(args.seed)
     np.random.seed(args.seed)                       # Linear's initialisation uses the global generator
     class_a, class_b = args.classes
-    (x_train, y_train), (x_test, y_test) = load_data(args.data, class_a, class_b)
+    try:
+        (x_train, y_train), (x_test, y_test) = load_data(args.data, class_a, class_b)
+    except (OSError, ValueError, KeyError, EOFError) as error:
+        raise SystemExit(f'error: {args.data} is no readable MNIST npz ({type(error).__name__}); run `make data`')
     train_set, val_set = split_validation(x_train, y_train, args.val_fraction, rng)
     print(f'digits {class_a} vs {class_b}: {len(train_set[0])} training, {len(val_set[0])} validation, '
           f'{len(x_test)} test images; hidden layers {args.hidden}')

@@ -8,15 +8,16 @@ contrast and polarity, and is trained on garments laid into photo-like scenes.
 
     python pytorch_cnn.py                      # train MyNet, write model.pt
     python pytorch_cnn.py --model SimpleCNN    # the lab's other two networks
-    python pytorch_cnn.py --evaluate model.pt  # test set, shift suite, real photos, report figure
     python pytorch_cnn.py --help               # every flag, the whole training Recipe among them
 
-Nothing runs at import time, and nothing is downloaded: ``make data`` puts the
-data set in ``data/FashionMNIST/raw/``.
+The file reads in the template's order: networks, classify, data, augmentation, training, main.
+Evaluation, figures and benchmarks live in tools/. Nothing runs at import time, and nothing is
+downloaded: ``make data`` puts the data set in ``data/FashionMNIST/raw/``.
 """
 import argparse
 import copy
 import dataclasses
+import json
 import math
 import os
 import time
@@ -330,6 +331,52 @@ def classify(model, x, batch_size=256, tta=True):
     return class_probabilities(model, x, batch_size, tta).argmax(dim=1)
 
 
+# ----------------------------------------------------------------------------- data
+
+def load_fashion_mnist(root, train):
+    """Images (N, 1, 28, 28) float in [0, 1] and labels (N,) int64 from <root>/FashionMNIST/raw.
+
+    A missing or damaged data set ends the program with one line that says how to get it."""
+    from torchvision.datasets import FashionMNIST
+    try:
+        dataset = FashionMNIST(root, train=train, download=False)
+        images, labels = dataset.data, dataset.targets
+    except Exception as error:      # missing files raise RuntimeError, damaged ones whatever their parser raises
+        raise SystemExit(f'error: no readable Fashion-MNIST under {root}/FashionMNIST/raw '
+                         f'({type(error).__name__}); run `make data` (or python tools/fetch_data.py --help)') from None
+    if images.shape[1:] != (28, 28) or len(images) != len(labels) or len(images) == 0:
+        raise SystemExit(f'error: damaged Fashion-MNIST under {root}/FashionMNIST/raw (images {tuple(images.shape)}, '
+                         f'{len(labels)} labels); run `make data` again')
+    return images.unsqueeze(1).float() / 255.0, labels.long()
+
+
+def split_train_val(images, labels, val_size):
+    """A fixed random split (seeded by VAL_SPLIT_SEED): (train_x, train_y), (val_x, val_y)."""
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(VAL_SPLIT_SEED))
+    val, train = order[:val_size], order[val_size:]
+    return (images[train], labels[train]), (images[val], labels[val])
+
+
+def shifted_validation_set(images, labels):
+    """The first SHIFTED_VAL_IMAGES validation images under every non-clean shift, concatenated."""
+    images, labels = images[:SHIFTED_VAL_IMAGES], labels[:SHIFTED_VAL_IMAGES]
+    shifted = [shift(images) for name, shift in SHIFTS.items() if name != 'clean']
+    return torch.cat(shifted), labels.repeat(len(shifted))
+
+
+def load_real_photos(path, images_key='images'):
+    """Real photos converted by ``make data``: (images (N, 1, 28, 28) float in [0, 1], labels (N,), contributor
+    ids (N,) or None where the set names none), or None when the file is absent (the real photos are optional).
+    images_key: 'images', or 'images_area' for the catalogue photos resized with an area filter."""
+    if not path or not os.path.exists(path):
+        return None
+    import numpy as np
+    with np.load(path) as arrays:
+        images = torch.from_numpy(arrays[images_key]).unsqueeze(1).float() / 255.0
+        senders = torch.from_numpy(arrays['senders']).long() if 'senders' in arrays.files else None
+        return images, torch.from_numpy(arrays['labels']).long(), senders
+
+
 # ----------------------------------------------------------------------------- augmentation
 
 def _uniform(n, low, high, generator):
@@ -361,20 +408,12 @@ def random_shift_flip(x, generator, max_pixels):
     return padded[torch.arange(n).view(-1, 1, 1), 0, rows, cols].unsqueeze(1)
 
 
-def rotate_scale(x, angle, zoom):
-    """Rotate each image x[i] (B, 1, H, W) by angle[i] radians and scale it by zoom[i] about its centre."""
-    cos, sin, zero = torch.cos(angle) / zoom, torch.sin(angle) / zoom, torch.zeros_like(angle)
-    theta = torch.stack([torch.stack([cos, -sin, zero], dim=1),
-                         torch.stack([sin, cos, zero], dim=1)], dim=1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
-
-
 def random_rotate_scale(x, generator, max_degrees, scale):
     """Rotation by up to max_degrees and scaling in the range ``scale`` about the centre, per image (bilinear)."""
     n = x.shape[0]
     angle = _uniform(n, -max_degrees, max_degrees, generator) * math.pi / 180
-    return rotate_scale(x, angle, _uniform(n, *scale, generator))
+    zoom = _uniform(n, *scale, generator)
+    return affine(x, angle, zoom, torch.zeros(n), torch.zeros(n, 2))
 
 
 def random_geometry(x, generator, recipe):
@@ -562,8 +601,8 @@ def random_scene(x, generator, recipe):
         level = (middle + side * _uniform(n, recipe.background_gap, 0.5, generator).view(-1, 1, 1, 1)).clamp(0, 1)
     else:
         level = _uniform(n, 0.0, 1.0, generator).view(-1, 1, 1, 1)
-    background = level + _uniform(n, *recipe.background_std, generator).view(-1, 1, 1, 1) \
-        * random_texture(n, generator, h, w)
+    texture_std = _uniform(n, *recipe.background_std, generator).view(-1, 1, 1, 1)
+    background = level + texture_std * random_texture(n, generator, h, w)
     scene = alpha * garment + (1 - alpha) * background
     if recipe.frame_bars > 0:
         scene = add_frame_bars(scene, level, generator, recipe.frame_bars)
@@ -607,12 +646,7 @@ def augment(x, generator, recipe=Recipe()):
     return photometric_shift(x, generator, recipe)
 
 
-# ----------------------------------------------------------------------------- shift suite
-
-def _rotate(x, degrees):
-    n = x.shape[0]
-    return rotate_scale(x, torch.full((n,), math.radians(degrees)), torch.ones(n))
-
+# ----------------------------------------------------------------------------- validation shifts
 
 def _with_noise(x, std, seed):
     generator = torch.Generator().manual_seed(seed)
@@ -659,10 +693,10 @@ SHIFTS = {
     'inverted': lambda x: 1.0 - x,
     'noise 0.1': lambda x: _with_noise(x, 0.1, seed=1),
     'blur 1.0': lambda x: gaussian_blur(x, torch.full((x.shape[0],), 1.0)),
-    'rotated 10': lambda x: _rotate(x, 10.0),
+    'rotated 10': lambda x: _affine_all(x, degrees=-10.0),       # anticlockwise
     'zoomed out 0.65': lambda x: _affine_all(x, zoom=0.65),
     'off-centre 3,4 px': lambda x: _affine_all(x, right=4.0, down=3.0),
-    'rotated 20': lambda x: _rotate(x, 20.0),
+    'rotated 20': lambda x: _affine_all(x, degrees=-20.0),
     'sheared 0.3': lambda x: _affine_all(x, shear=0.3),
     'on tiles': lambda x: _on_background(x, _suite_texture('tiles')),
     'on wood': lambda x: _on_background(x, _suite_texture('wood')),
@@ -674,115 +708,19 @@ SCENE_SHIFTS = ('zoomed out 0.65', 'off-centre 3,4 px', 'rotated 20', 'sheared 0
 PHOTOMETRIC_SHIFTS = ('brighter +0.4', 'low contrast x0.3', 'gamma 0.5', 'gamma 2.0', 'inverted')
 
 
+# ----------------------------------------------------------------------------- training
+
 def accuracy(model, images, labels, tta=True):
     """Percentage of correctly classified images (float tensors (N,1,28,28) in [0,1])."""
     return 100.0 * (classify(model, images, tta=tta) == labels).double().mean().item()
 
 
-def shift_suite(model, images, labels):
-    """{shift name: accuracy in %} over every shift in SHIFTS, 'clean' included."""
-    return {name: accuracy(model, shift(images), labels) for name, shift in SHIFTS.items()}
+def balanced_accuracy(predicted, labels):
+    """The mean over the classes present in labels (N,) of the percentage of each predicted (N,) right."""
+    return sum(100.0 * (predicted[labels == label] == label).double().mean().item()
+               for label in labels.unique()) / len(labels.unique())
 
 
-def shift_group_means(suite):
-    """{'photometric', 'scene': the mean accuracy over that group's shifts} of a ``shift_suite`` result."""
-    return {group: sum(suite[name] for name in names) / len(names)
-            for group, names in (('photometric', PHOTOMETRIC_SHIFTS), ('scene', SCENE_SHIFTS))}
-
-
-# ----------------------------------------------------------------------------- data
-
-def load_fashion_mnist(root, train):
-    """Images (N, 1, 28, 28) float in [0, 1] and labels (N,) int64 from <root>/FashionMNIST/raw."""
-    from torchvision.datasets import FashionMNIST
-    try:
-        dataset = FashionMNIST(root, train=train, download=False)
-    except RuntimeError as error:
-        raise SystemExit(f'Fashion-MNIST not found under {root}/FashionMNIST/raw ({error}).\n'
-                         'Run `make data` (or `python tools/fetch_data.py --help`).')
-    return dataset.data.unsqueeze(1).float() / 255.0, dataset.targets.long()
-
-
-def split_train_val(images, labels, val_size):
-    """A fixed random split (seeded by VAL_SPLIT_SEED): (train_x, train_y), (val_x, val_y)."""
-    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(VAL_SPLIT_SEED))
-    val, train = order[:val_size], order[val_size:]
-    return (images[train], labels[train]), (images[val], labels[val])
-
-
-def shifted_validation_set(images, labels):
-    """The first SHIFTED_VAL_IMAGES validation images under every non-clean shift, concatenated."""
-    images, labels = images[:SHIFTED_VAL_IMAGES], labels[:SHIFTED_VAL_IMAGES]
-    shifted = [shift(images) for name, shift in SHIFTS.items() if name != 'clean']
-    return torch.cat(shifted), labels.repeat(len(shifted))
-
-
-def load_real_photos(path):
-    """Real photos converted by ``make data``: (images (N, 1, 28, 28) float in [0, 1], labels (N,),
-    contributor ids (N,)), or None when the file is absent (the real-photo set is optional)."""
-    if not path or not os.path.exists(path):
-        return None
-    import numpy as np
-    with np.load(path) as arrays:
-        images = torch.from_numpy(arrays['images']).unsqueeze(1).float() / 255.0
-        return images, torch.from_numpy(arrays['labels']).long(), torch.from_numpy(arrays['senders']).long()
-
-
-def real_photo_files(path):
-    """The original photo files behind the real-photo npz at path, or None where it names none."""
-    import numpy as np
-    with np.load(path) as arrays:
-        if 'source' not in arrays.files or 'files' not in arrays.files:
-            return None
-        return [os.path.join(str(arrays['source']), name) for name in arrays['files']]
-
-
-def real_photo_scores(predicted, labels, senders, rounds=2000, seed=0, baseline=None):
-    """Accuracy on real photos, with 90% intervals from a bootstrap over contributors.
-
-    Returns {'balanced', 'overall': %, 'per_class': {label: %}, 'balanced_interval',
-    'overall_interval': (low %, high %)}; balanced is the mean of the per-class accuracies.
-    With ``baseline`` (another model's predictions on the same photos) also 'balanced_gain' and
-    its paired interval 'balanced_gain_interval': balanced accuracy of predicted minus that of
-    baseline, both on the same draws of contributors.
-    """
-    classes = labels.unique()
-    sender_ids, sender_of = senders.unique(return_inverse=True)
-    cell = sender_of * len(classes) + torch.searchsorted(classes, labels)
-    shape = (len(sender_ids), len(classes))
-    total = torch.bincount(cell, minlength=shape[0] * shape[1]).view(shape).double()
-
-    def correct_per_cell(guesses):
-        return torch.bincount(cell, weights=(guesses == labels).double(), minlength=total.numel()).view(shape)
-
-    draws = torch.randint(0, shape[0], (rounds, shape[0]), generator=torch.Generator().manual_seed(seed))
-    weights = torch.zeros(rounds, shape[0], dtype=torch.float64).scatter_add_(
-        1, draws, torch.ones(rounds, shape[0], dtype=torch.float64))
-    sampled_total = weights @ total
-
-    def sampled_balanced(correct):      # a class no drawn contributor has is left out
-        return (weights @ correct / sampled_total).nanmean(dim=1)
-
-    def interval(values):
-        return tuple(100.0 * torch.quantile(values, q).item() for q in (0.05, 0.95))
-
-    def per_class_percent(correct):
-        return 100.0 * correct.sum(0) / total.sum(0)
-
-    correct = correct_per_cell(predicted)
-    per_class = per_class_percent(correct)
-    scores = {'balanced': per_class.mean().item(), 'overall': 100.0 * (correct.sum() / total.sum()).item(),
-              'per_class': dict(zip(classes.tolist(), per_class.tolist())),
-              'balanced_interval': interval(sampled_balanced(correct)),
-              'overall_interval': interval((weights @ correct).sum(1) / sampled_total.sum(1))}
-    if baseline is not None:
-        baseline_correct = correct_per_cell(baseline)
-        scores['balanced_gain'] = scores['balanced'] - per_class_percent(baseline_correct).mean().item()
-        scores['balanced_gain_interval'] = interval(sampled_balanced(correct) - sampled_balanced(baseline_correct))
-    return scores
-
-
-# ----------------------------------------------------------------------------- training
 
 def pick_device():
     if torch.cuda.is_available():
@@ -815,10 +753,16 @@ class WeightAverage:
                 average.copy_(current)
 
 
-def save_atomically(state_dict, path):
+def save_atomically(value, path, write=torch.save):
+    """write(value, file) into a temporary file beside path, then renamed to path: never half a file."""
     tmp_path = f'{path}.tmp{os.getpid()}'
-    torch.save(state_dict, tmp_path)
-    os.replace(tmp_path, path)
+    try:
+        with open(tmp_path, 'wb') as file:
+            write(value, file)
+        os.replace(tmp_path, path)
+    finally:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
 
 
 def pick_pass(last_loss, easy_kept, generator):
@@ -844,27 +788,11 @@ def cpu_has_bf16_units():
     return 'avx512_bf16' in flags or 'amx_bf16' in flags
 
 
-def milliseconds_per_step(model, device, dtype, batch_size, steps=6):
-    """Time of one ``train_step`` (forward under autocast to dtype, or float32 for None, backward, update,
-    weight average) on a copy of model, with random images."""
-    recipe = dataclasses.replace(Recipe(), batch_size=batch_size, epochs=1)
-    training = start_training(copy.deepcopy(model).train(), recipe, batch_size * (steps + 2), device, dtype)
-    generator = torch.Generator().manual_seed(0)
-    x = torch.rand(batch_size, 1, 28, 28, generator=generator)
-    y = torch.randint(0, 10, (batch_size,), generator=generator)
-    for step in range(steps + 2):                   # two warm-up steps, then the timed ones
-        if step == 2:
-            started = time.perf_counter()
-        train_step(training, x, y, recipe)          # returns the losses on the CPU, so CUDA has finished
-    return 1000.0 * (time.perf_counter() - started) / steps
+def choose_precision(requested, device):
+    """The autocast dtype of training's forward pass (None: float32) for --precision requested, and prints it.
 
-
-def choose_precision(requested, model, device, batch_size):
-    """The autocast dtype of training's forward pass (None: float32) for --precision requested.
-
-    auto: on CUDA bf16 (fp16 where bf16 is missing); on a CPU with bf16 units whichever of
-    float32 and bf16 takes a step in less time, bf16 only when at least 1.2 times faster; else float32.
-    Prints the choice and why.
+    auto: on CUDA bf16 (fp16 with loss scaling where bf16 is missing); on a CPU bf16 where it has bf16 units
+    (emulated bf16 is slower than fp32), else fp32; fp32 on any other device. ``tools/bench.py`` times both.
     """
     if requested == 'fp32' or device.type not in ('cpu', 'cuda'):
         print(f'precision: fp32 ({requested} asked, {device.type})')
@@ -876,14 +804,8 @@ def choose_precision(requested, model, device, batch_size):
     if not cpu_has_bf16_units():
         print(f'precision: fp32 ({requested} asked, but this CPU has no bf16 units: bf16 would be emulated)')
         return None
-    if requested == 'bf16':
-        print('precision: bf16 autocast (asked)')
-        return torch.bfloat16
-    fp32 = milliseconds_per_step(model, device, None, batch_size)
-    bf16 = milliseconds_per_step(model, device, torch.bfloat16, batch_size)
-    choice = 'bf16' if fp32 / bf16 >= 1.2 else 'fp32'
-    print(f'precision: {choice} (a step takes {fp32:.0f} ms in fp32, {bf16:.0f} ms in bf16 autocast)')
-    return torch.bfloat16 if choice == 'bf16' else None
+    print(f'precision: bf16 autocast ({requested} asked; this CPU has bf16 units)')
+    return torch.bfloat16
 
 
 @dataclasses.dataclass
@@ -961,31 +883,38 @@ def train_one_pass(training, images, labels, order, recipe, generator):
 
 
 def validation_sets(args):
-    """(train_x, train_y), (val_x, val_y), (shifted_x, shifted_y), real photos or None; small with --dry-run."""
+    """(train_x, train_y), then the checks: {'val', 'shifted': (images, labels), 'phone', 'catalogue': (images,
+    labels) or None where `make data` had no such photos}; small with --dry-run."""
     images, labels = load_fashion_mnist(args.data, train=True)
     (train_x, train_y), (val_x, val_y) = split_train_val(images, labels, args.val_size)
-    real_photos = load_real_photos(args.real_photos)
+    photos = {'phone': load_real_photos(args.real_photos), 'catalogue': load_real_photos(args.catalogue_photos)}
+    photos = {name: found and found[:2] for name, found in photos.items()}
     if args.dry_run:        # small enough for seconds: 512 images to train on and to validate, fewer for the rest
         train_x, train_y, val_x, val_y = train_x[:512], train_y[:512], val_x[:512], val_y[:512]
-        real_photos = real_photos and tuple(part[:256] for part in real_photos)
-        return (train_x, train_y), (val_x, val_y), shifted_validation_set(val_x[:64], val_y[:64]), real_photos
-    return (train_x, train_y), (val_x, val_y), shifted_validation_set(val_x, val_y), real_photos
+        photos = {name: found and tuple(part[:256] for part in found) for name, found in photos.items()}
+        return (train_x, train_y), {'val': (val_x, val_y), 'shifted': shifted_validation_set(val_x[:64], val_y[:64]),
+                                    **photos}
+    return (train_x, train_y), {'val': (val_x, val_y), 'shifted': shifted_validation_set(val_x, val_y), **photos}
 
 
-def validate(model, val, shifted, real_photos):
-    """Single-view accuracy of model: {'val', 'shifted', 'real' (balanced; None without the photos)}."""
-    scores = {'val': accuracy(model, *val, tta=False), 'shifted': accuracy(model, *shifted, tta=False),
-              'real': None}
-    if real_photos is not None:
-        real_x, real_y, senders = real_photos
-        scores['real'] = real_photo_scores(classify(model, real_x, tta=False), real_y, senders, rounds=1)['balanced']
+def validate(model, checks):
+    """Single-view accuracy of model on each of ``validation_sets``' checks: {'val', 'shifted': %, 'phone',
+    'catalogue': balanced accuracy in %, None where the photos are absent}."""
+    scores = {}
+    for name, found in checks.items():
+        if found is None:
+            scores[name] = None
+        elif name in ('val', 'shifted'):
+            scores[name] = accuracy(model, *found, tta=False)
+        else:
+            scores[name] = balanced_accuracy(classify(model, found[0], tta=False), found[1])
     return scores
 
 
 def log_pass(number, epochs_done, epochs, images, loss, scores, improved, seconds, eta):
-    real = '' if scores['real'] is None else f'real {scores["real"]:5.1f}%  '
+    photos = ''.join(f'{name} {scores[name]:5.1f}%  ' for name in ('phone', 'catalogue') if scores[name] is not None)
     print(f'pass {number:3d}  epoch {epochs_done:5.2f}/{epochs:g}  {images:5d} images  loss {loss:.4f}  '
-          f'val {scores["val"]:6.2f}%  shifted {scores["shifted"]:6.2f}%  {real}'
+          f'val {scores["val"]:6.2f}%  shifted {scores["shifted"]:6.2f}%  {photos}'
           f'{"best" if improved else "    "}  {seconds:5.1f}s  eta {eta / 60:4.1f} min', flush=True)
 
 
@@ -1012,15 +941,15 @@ class Progress:
     best_state: dict = None         # a copy of the best weight average's state_dict
     started: float = dataclasses.field(default_factory=time.time)
     fine_tuning_from: float = None  # the epoch at which the fine-tuning started
-    history: dict = dataclasses.field(default_factory=lambda: {'epoch': [], 'loss': [], 'val': [], 'shifted': [],
-                                                               'real': []})
+    history: dict = dataclasses.field(default_factory=lambda: {key: [] for key in (
+        'epoch', 'loss', 'val', 'shifted', 'phone', 'catalogue')})
 
 
 def train_phase(training, phase, train_set, checks, generator, progress):
     """Trains for phase.epochs epochs' worth of steps, in passes that after the first skip most of the
     easier half of the images (see ``pick_pass``). After each pass it validates the weight average on
-    checks (val, shifted, real photos; see ``validate``) and saves it whenever its score (clean and shift
-    suite, real photos not counted) is the best so far."""
+    checks (see ``validate``) and saves it whenever its score is the best so far: the mean of the clean and
+    shifted validation accuracy. The real photos are logged, never counted: they measure, they do not choose."""
     train_x, train_y = train_set
     phase_end = progress.steps_done + total_steps(phase, len(train_y))
     while progress.steps_done < phase_end:
@@ -1029,7 +958,7 @@ def train_phase(training, phase, train_set, checks, generator, progress):
         order = order[:(phase_end - progress.steps_done) * phase.batch_size]
         loss, steps = train_one_pass(training, train_x, train_y, order, phase, generator)
         progress.steps_done += steps
-        scores = validate(training.average.model, *checks)
+        scores = validate(training.average.model, checks)
         for key, value in {'epoch': progress.steps_done / progress.steps_per_epoch, 'loss': loss, **scores}.items():
             progress.history[key].append(value)
         score = (scores['val'] + scores['shifted']) / 2
@@ -1050,14 +979,13 @@ def train(args):
     recipe, device = args.recipe, pick_device()
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
-    train_set, val, shifted, real_photos = validation_sets(args)
+    model = load_model(args.init, MODELS[args.model]) if args.init else MODELS[args.model]()
+    model = model.to(device).to(memory_format=torch.channels_last)
+    train_set, checks = validation_sets(args)
     print(f'{args.model} on {device}, {torch.get_num_threads()} threads: '
-          f'{len(train_set[1])} training, {len(val[1])} validation images')
-    model = MODELS[args.model]().to(device).to(memory_format=torch.channels_last)
-    if args.init:
-        model.load_state_dict(torch.load(args.init, map_location=device, weights_only=True))
-        print(f'starting from the weights in {args.init}')
-    autocast_dtype = choose_precision(args.precision, model, device, recipe.batch_size)
+          f'{len(train_set[1])} training, {len(checks["val"][1])} validation images'
+          + (f', starting from the weights in {args.init}' if args.init else ''))
+    autocast_dtype = choose_precision(args.precision, device)
     phases = training_phases(recipe)
     progress = Progress(args.out, math.ceil(len(train_set[1]) / recipe.batch_size),
                         sum(total_steps(phase, len(train_set[1])) for phase in phases))
@@ -1069,149 +997,49 @@ def train(args):
                 model.load_state_dict(progress.best_state)
                 progress.fine_tuning_from = progress.steps_done / progress.steps_per_epoch
             training = start_training(model, phase, len(train_set[1]), device, autocast_dtype)
-            train_phase(training, phase, train_set, (val, shifted, real_photos), generator, progress)
+            train_phase(training, phase, train_set, checks, generator, progress)
     except KeyboardInterrupt:
         print('interrupted: the best model so far is already saved')
     print(f'saved {args.out} (best validation score {progress.best_score:.2f}%, '
           f'{(time.time() - progress.started) / 60:.1f} min)')
-    if progress.history['loss'] and not args.dry_run:
-        plot_training(progress.history, args.plot, progress.fine_tuning_from)
-        print(f'wrote {args.plot}')
+    if args.history:
+        history = {**progress.history, 'fine_tuning_from': progress.fine_tuning_from}
+        save_atomically(history, args.history, lambda value, file: file.write(json.dumps(value).encode()))
+        print(f'wrote {args.history} (`python tools/plot_training.py` draws it)')
     return progress.best_score
 
 
-# ----------------------------------------------------------------------------- evaluation and figures
+# ----------------------------------------------------------------------------- main
+
+class ModelFileError(Exception):
+    """A model file that is missing, unreadable, or of another network; the message is one line naming it."""
+
 
 def load_model(path, model_class=MyNet):
-    """Exactly as the grader does: build with no arguments, load the state_dict on the CPU."""
+    """Exactly as the grader does: build with no arguments, load the state_dict on the CPU.
+
+    Raises ModelFileError where path is missing, is no saved state_dict, or holds another network's weights."""
+    if not os.path.isfile(path):
+        raise ModelFileError(f'{path}: no such file')
+    try:
+        state_dict = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as error:      # the unpickler raises many kinds for a file that is not a model
+        raise ModelFileError(f'{path}: not a saved state_dict ({type(error).__name__})') from None
+    if not isinstance(state_dict, dict):
+        raise ModelFileError(f'{path}: holds a {type(state_dict).__name__}, not a state_dict')
     model = model_class()
-    model.load_state_dict(torch.load(path, map_location='cpu', weights_only=True))
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError:
+        raise ModelFileError(f'{path}: not the weights of {model_class.__name__} (other layers or shapes)') from None
     return model
 
 
-def confusion_matrix(predicted, labels, classes=10):
-    """(classes, classes) counts: rows are true labels, columns predictions."""
-    return torch.bincount(labels * classes + predicted, minlength=classes * classes).view(classes, classes)
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line (the full usage is long: every Recipe setting is a flag)."""
 
-
-def real_photo_report(model, path):
-    """classify on the real photos at path, printed and returned as (scores, photos, predicted, photo files);
-    None with a notice when the file is absent."""
-    photos = load_real_photos(path)
-    if photos is None:
-        print(f'real photos: {path} not found, skipped (`make data DATA_MIRROR=...` converts them)')
-        return None
-    images, labels, senders = photos
-    predicted = classify(model, images)
-    files = real_photo_files(path)
-    scores = real_photo_scores(predicted, labels, senders)
-    low, high = scores['balanced_interval']
-    print(f'real photos ({len(labels)}, {senders.unique().numel()} contributors): '
-          f'balanced accuracy {scores["balanced"]:.2f}% (90% interval {low:.1f}-{high:.1f}), '
-          f'overall {scores["overall"]:.2f}% ({scores["overall_interval"][0]:.1f}-{scores["overall_interval"][1]:.1f})')
-    for label, value in scores['per_class'].items():
-        print(f'  {CLASS_NAMES[label]:18s} {value:6.2f}%  ({int((labels == label).sum())} photos)')
-    return scores, photos, predicted, files
-
-
-def evaluate(args):
-    """Test accuracy, the shift suite and the real photos of the model in args.evaluate; draws the report."""
-    model = load_model(args.evaluate, MODELS[args.model])
-    test_x, test_y = load_fashion_mnist(args.data, train=False)
-    started = time.time()
-    predicted = classify(model, test_x)
-    seconds = time.time() - started
-    test_accuracy = 100.0 * (predicted == test_y).double().mean().item()
-    print(f'{args.evaluate}: test accuracy {test_accuracy:.2f}% '
-          f'({len(test_y)} images classified in {seconds:.1f}s)')
-    suite = shift_suite(model, test_x, test_y)
-    for name, value in suite.items():
-        print(f'  {name:18s} {value:6.2f}%')
-    for group, mean in shift_group_means(suite).items():
-        print(f'  {"mean, " + group:18s} {mean:6.2f}%')
-    real = real_photo_report(model, args.real_photos)
-    plot_report(confusion_matrix(predicted, test_y), suite, test_accuracy, real, args.report)
-    print(f'wrote {args.report}')
-    return test_accuracy, suite, real and real[0]
-
-
-def plot_training(history, path, fine_tuning_from=None):
-    """Training loss and validation accuracy per pass (history: lists under 'epoch', 'loss', 'val',
-    'shifted' and 'real', whose entries are None without the real photos); a line where fine-tuning began."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    epochs = history['epoch']
-    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
-    loss_axis.plot(epochs, history['loss'], label="training loss of each pass's images (augmented)")
-    loss_axis.set(xlabel='epochs of training steps', ylabel='loss', title='Training loss')
-    accuracy_axis.plot(epochs, history['val'], label='validation, clean')
-    accuracy_axis.plot(epochs, history['shifted'], label='validation, shift suite')
-    if None not in history['real']:
-        accuracy_axis.plot(epochs, history['real'], label='real photos, balanced')
-    accuracy_axis.set(xlabel='epochs of training steps', ylabel='accuracy [%]',
-                      title='Validation accuracy of the EMA weights (single view)')
-    for axis in (loss_axis, accuracy_axis):
-        if fine_tuning_from is not None:
-            axis.axvline(fine_tuning_from, color='grey', linestyle='--', label='fine-tuning on scenes')
-        axis.legend()
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
-def plot_report(confusion, suite, test_accuracy, real, path, wrong_shown=6):
-    """The --evaluate figure: confusion matrix and shift suite; where real is not None, per-class accuracy on
-    real photos and a few misclassified ones, each original photo beside its 28x28 view."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    figure = plt.figure(figsize=(15, 12 if real else 6.5), layout='constrained')
-    grid = figure.add_gridspec(2 if real else 1, 2, height_ratios=[3, 2] if real else [1])
-    matrix_axis = figure.add_subplot(grid[0, 0])
-    matrix_axis.imshow(confusion, cmap='Blues')
-    for (row, col), count in zip(((r, c) for r in range(10) for c in range(10)), confusion.flatten()):
-        matrix_axis.text(col, row, int(count), ha='center', va='center', fontsize=7,
-                         color='white' if count > confusion.max() / 2 else 'black')
-    matrix_axis.set_xticks(range(10), CLASS_NAMES, rotation=45, ha='right')
-    matrix_axis.set_yticks(range(10), CLASS_NAMES)
-    matrix_axis.set(xlabel='predicted', ylabel='true',
-                    title=f'Fashion-MNIST test set: {test_accuracy:.2f}% correct')
-    _bars(figure.add_subplot(grid[0, 1]), list(suite), list(suite.values()), 'Test set under each shift')
-    if real:
-        scores, (images, labels, _), predicted, files = real
-        low, high = scores['balanced_interval']
-        _bars(figure.add_subplot(grid[1, 0]), [CLASS_NAMES[label] for label in scores['per_class']],
-              list(scores['per_class'].values()),
-              f'Real photos: balanced accuracy {scores["balanced"]:.1f}% (90% interval {low:.1f}-{high:.1f})')
-        _misclassified(figure, grid[1, 1], images, labels, predicted, files, wrong_shown)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-
-
-def _bars(axis, names, values, title):
-    axis.barh(names, values, color='tab:blue')
-    for position, value in enumerate(values):
-        axis.text(max(value - 1, 12), position, f'{value:.1f}%', ha='right', va='center', color='white', fontsize=8)
-    axis.invert_yaxis()
-    axis.set(xlim=(0, 100), xlabel='accuracy [%]', title=title)
-
-
-def _misclassified(figure, cell, images, labels, predicted, files, count):
-    """``count`` misclassified real photos spread over the set: the photo (where its file is there), its
-    28x28 view, true -> predicted class."""
-    import matplotlib.image
-    wrong = (predicted != labels).nonzero().squeeze(1)
-    shown = wrong[torch.linspace(0, len(wrong) - 1, min(count, len(wrong))).long()].tolist() if len(wrong) else []
-    pairs = cell.subgridspec(2, count, hspace=0.05)
-    for slot, index in enumerate(shown):
-        photo_axis, view_axis = figure.add_subplot(pairs[0, slot]), figure.add_subplot(pairs[1, slot])
-        if files and os.path.exists(files[index]):
-            photo_axis.imshow(matplotlib.image.imread(files[index]))
-        view_axis.imshow(images[index, 0], cmap='gray', vmin=0, vmax=1)
-        photo_axis.set_title(f'{CLASS_NAMES[labels[index]]}\n-> {CLASS_NAMES[predicted[index]]}', fontsize=8)
-        photo_axis.axis('off')
-        view_axis.axis('off')
+    def error(self, message):
+        self.exit(2, f'{self.prog}: error: {message} (see --help)\n')
 
 
 def add_recipe_flags(parser):
@@ -1239,9 +1067,8 @@ def recipe_from_args(args):
 
 
 def parse_args(argv=None):
-    """The command line; args.recipe holds the training recipe (a Recipe)."""
-    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    """The command line; args.recipe holds the training recipe (a Recipe). Bad values exit with one line."""
+    parser = OneLineParser(description=__doc__.split('\n')[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--model', choices=sorted(MODELS), default='MyNet', help='the network to train')
     parser.add_argument('--seed', type=int, default=1, help='seed of the weights, the passes and the augmentation')
     parser.add_argument('--val-size', type=int, default=5000, help='training images held out for validation')
@@ -1251,21 +1078,27 @@ def parse_args(argv=None):
                         help='start from these weights (a state_dict of --model) instead of random ones; a fine-'
                              'tuning alone is --init MODEL_PT --finetune-epochs 0 and its settings as the main ones')
     parser.add_argument('--real-photos', default='data/realphotos-dev.npz', metavar='NPZ',
-                        help='real photos converted by `make data` (measured, never trained on; skipped if absent)')
+                        help='phone photos converted by `make data` (logged, never trained on; skipped if absent)')
+    parser.add_argument('--catalogue-photos', default='data/catalogue-dev.npz', metavar='NPZ',
+                        help='catalogue photos converted by `make data` (the same)')
     parser.add_argument('--threads', type=int, default=None, help='CPU threads (all when not given)')
     parser.add_argument('--precision', choices=('auto', 'fp32', 'bf16'), default='auto',
-                        help='forward pass of training in float32 or bf16 autocast; auto measures which is faster '
-                             '(the saved weights are float32 either way)')
+                        help='forward pass of training in float32 or bf16 autocast; auto: bf16 on CUDA and on CPUs '
+                             'with bf16 units (the saved weights are float32 either way)')
     parser.add_argument('--dry-run', action='store_true',
                         help='two epochs of steps (one of fine-tuning) on 512 images, a small validation')
-    parser.add_argument('--evaluate', nargs='?', const='model.pt', default=None, metavar='MODEL_PT',
-                        help='skip training: test accuracy, shift suite, real photos and report of MODEL_PT')
-    parser.add_argument('--plot', default='pytorch_cnn_training.png', help='training curves figure')
-    parser.add_argument('--report', default='pytorch_cnn_report.png', help='--evaluate figure')
+    parser.add_argument('--history', default='training_history.json', metavar='JSON',
+                        help='per-pass losses and validation scores (tools/plot_training.py draws them; "": none)')
     add_recipe_flags(parser)
     args = parser.parse_args(argv)
-    if args.epochs < 1:
-        parser.error('--epochs must be at least 1 (the fine-tuning starts from the main schedule\'s weights)')
+    for flag, value, least in (('--epochs', args.epochs, 1), ('--batch-size', args.batch_size, 1),
+                               ('--val-size', args.val_size, 1), ('--finetune-epochs', args.finetune_epochs, 0),
+                               ('--threads', args.threads or 1, 1)):
+        if value < least:
+            parser.error(f'{flag} must be at least {least}, got {value}')
+    for flag, value in (('--lr', args.lr), ('--finetune-lr', args.finetune_lr)):
+        if not value > 0:
+            parser.error(f'{flag} must be positive, got {value:g}')
     args.recipe = recipe_from_args(args)
     return args
 
@@ -1274,10 +1107,10 @@ def main(argv=None):
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
-    if args.evaluate:
-        evaluate(args)
-    else:
+    try:
         train(args)
+    except ModelFileError as error:
+        raise SystemExit(f'error: --init {error}')
 
 
 if __name__ == '__main__':

@@ -50,19 +50,30 @@ def lab_examples():
     return LAB_EXAMPLES
 
 
-@pytest.fixture(scope='session')
-def real_photos_path():
-    """data/realphotos-dev.npz, which `make data` writes only where a mirror holds the real photos.
+def _photo_set(file_name):
+    """data/<file_name>, which `make data` writes only where a mirror holds the real photos.
 
     Without it the tests that need it are skipped with a notice, except in CI (CI=true), where the
     mirror is always given and a missing file is an error.
     """
-    path = os.path.join(DATA, 'realphotos-dev.npz')
+    path = os.path.join(DATA, file_name)
     if not os.path.exists(path):
         if os.environ.get('CI'):
             _require(path)
         pytest.skip(f'{path} not found: the real photos come only from a mirror (make data DATA_MIRROR=...)')
     return path
+
+
+@pytest.fixture(scope='session')
+def real_photos_path():
+    """The phone photos, converted (see ``_photo_set``)."""
+    return _photo_set('realphotos-dev.npz')
+
+
+@pytest.fixture(scope='session')
+def catalogue_path():
+    """The catalogue photos, converted both ways (see ``_photo_set``)."""
+    return _photo_set('catalogue-dev.npz')
 
 
 @pytest.fixture(scope='session')

@@ -255,3 +255,26 @@ def test_random_shifts_translate_each_image_within_bounds(rng):
     assert rows.min() == 9 and rows.max() == 14 and cols.min() == 11 and cols.max() == 15
     assert len({s.tobytes() for s in shifted}) > 5                           # different per image
     assert numpy_nn.random_shifts(x, 0, rng) is x
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--classes', '4', '12'], '--classes must be two different digits 0-9, got 4 12'),
+    (['--classes', '4', '4'], '--classes must be two different digits 0-9, got 4 4'),
+    (['--classes', '-1', '3'], '--classes must be two different digits 0-9, got -1 3'),
+    (['--epochs', '0'], '--epochs must be positive, got 0'),
+    (['--batch-size', '0'], '--batch-size must be positive, got 0'),
+    (['--lr', '0'], '--lr must be positive, got 0'),
+])
+def test_bad_flags_end_with_one_line_before_any_training(capsys, argv, message):
+    with pytest.raises(SystemExit) as stopped:
+        numpy_nn.parse_args(argv)
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert error.count('\n') == 1 and message in error
+
+
+def test_a_damaged_mnist_file_ends_with_one_line(tmp_path):
+    (tmp_path / 'full-mnist.npz').write_bytes(b'not an npz')
+    with pytest.raises(SystemExit) as stopped:
+        numpy_nn.main(['--data', str(tmp_path / 'full-mnist.npz'), '--no-show', '--out-dir', str(tmp_path)])
+    assert 'no readable MNIST npz' in stopped.value.code and '\n' not in stopped.value.code

@@ -5,21 +5,21 @@
 
 Prints the processor and whether it has bf16 units, milliseconds per training step (batch of
 the recipe) in float32 and under bf16 autocast (emulated, and so slow, on CPUs without bf16
-units), and images per second of ``classify`` with and without its test-time views on the
+units), whether ``--precision auto`` chose the faster of the two, and images per second of ``classify`` with and without its test-time views on the
 first --images test images, and how many of its predictions bf16 autocast would change. Run it on a
 quiet machine: anything else running slows it.
 """
 import argparse
+import copy
+import dataclasses
 import os
 import platform
-import sys
 import time
 
 import torch
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-import pytorch_cnn  # noqa: E402
+from common import REPO, load_model_or_exit
+import pytorch_cnn
 
 
 def processor_name():
@@ -28,6 +28,32 @@ def processor_name():
             return next(line.split(':', 1)[1].strip() for line in handle if line.startswith('model name'))
     except (OSError, StopIteration):
         return platform.processor() or platform.machine()
+
+
+def milliseconds_per_step(model, device, dtype, batch_size, steps=6):
+    """Time of one ``pytorch_cnn.train_step`` (forward under autocast to dtype, or float32 for None, backward,
+    update, weight average) on a copy of model, with random images."""
+    recipe = dataclasses.replace(pytorch_cnn.Recipe(), batch_size=batch_size, epochs=1)
+    training = pytorch_cnn.start_training(copy.deepcopy(model).train(), recipe, batch_size * (steps + 2), device,
+                                          dtype)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.rand(batch_size, 1, 28, 28, generator=generator)
+    y = torch.randint(0, 10, (batch_size,), generator=generator)
+    for step in range(steps + 2):                   # two warm-up steps, then the timed ones
+        if step == 2:
+            started = time.perf_counter()
+        pytorch_cnn.train_step(training, x, y, recipe)      # returns the losses on the CPU, so CUDA has finished
+    return 1000.0 * (time.perf_counter() - started) / steps
+
+
+def verdict(chosen, milliseconds):
+    """One line: whether the precision ``--precision auto`` chose (None: fp32) is the faster one timed."""
+    faster = min(milliseconds, key=milliseconds.get)
+    name = 'bf16' if chosen == torch.bfloat16 else 'fp32' if chosen is None else str(chosen)
+    if name not in milliseconds:
+        return f'--precision auto chose {name}, which was not timed here'
+    return (f'--precision auto chose {name}: ' + ('the faster one' if name == faster else
+            f'the slower one ({faster} takes {milliseconds[faster]:.0f} ms a step)'))
 
 
 def classify_rate(model, images, tta):
@@ -58,12 +84,14 @@ def main(argv=None):
     units = 'yes' if pytorch_cnn.cpu_has_bf16_units() else 'no (bf16 is emulated)'
     print(f'processor: {processor_name()}, {torch.get_num_threads()} threads; device {device}; '
           f'bf16 units: {units}; torch {torch.__version__}')
+    trained = load_model_or_exit(args.model_pt)
     model = pytorch_cnn.MyNet().to(device)
     batch = pytorch_cnn.Recipe().batch_size
+    milliseconds = {}
     for name, dtype in (('fp32', None), ('bf16', torch.bfloat16)):
-        ms = pytorch_cnn.milliseconds_per_step(model, device, dtype, batch, steps=args.steps)
-        print(f'training step, batch {batch}, {name}: {ms:7.1f} ms')
-    trained = pytorch_cnn.load_model(args.model_pt)
+        milliseconds[name] = milliseconds_per_step(model, device, dtype, batch, steps=args.steps)
+        print(f'training step, batch {batch}, {name}: {milliseconds[name]:7.1f} ms')
+    print(verdict(pytorch_cnn.choose_precision('auto', device), milliseconds))
     images = pytorch_cnn.load_fashion_mnist(args.data, train=False)[0][:args.images]
     for tta in (False, True):
         rate = classify_rate(trained, images, tta)

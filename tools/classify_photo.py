@@ -15,12 +15,9 @@ import sys
 
 import numpy as np
 
-from common import write_atomically
+from common import REPO, load_model_or_exit, write_atomically
 from photo_convert import PhotoError, convert_file, open_photo, photo_files
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-import pytorch_cnn  # noqa: E402  (the graded module lives at the repository root)
+import pytorch_cnn
 
 
 def classify_photos(paths, model):
@@ -29,7 +26,7 @@ def classify_photos(paths, model):
     results = []
     for path in photo_files(paths):
         try:
-            results.append((path, convert_file(path)))
+            results.append((path, convert_file(path, resize='area')))
         except PhotoError as error:
             print(f'skipped {error}', file=sys.stderr)
     if not results:
@@ -78,7 +75,7 @@ def main(argv=None):
     parser.add_argument('--out', default='classified_photos.png', help='the figure to write')
     parser.add_argument('--top', type=int, default=3, help='classes printed per photo')
     args = parser.parse_args(argv)
-    model = pytorch_cnn.load_model(args.model_pt)
+    model = load_model_or_exit(args.model_pt)
     results = classify_photos(args.photos, model)
     if not results:
         raise SystemExit('no photo could be classified')

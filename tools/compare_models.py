@@ -5,55 +5,45 @@
 
 For each file: accuracy on the validation split (``classify`` with its views), every shift of the
 suite on the first --shift-images validation images (the photometric and scene means and the worst
-shift), and, where `make data` converted them, the real photos: balanced accuracy with its 90% interval
-over contributors, overall accuracy and each class's; from the second file on also its balanced gain over
-the first file with a paired interval (both models on the same draws of contributors, so it is much
-narrower than either model's own interval). The split is the one training holds out (``--val-size``
-images, the same for every seed).
+shift), and each real-photo set that `make data` converted (phone photos; catalogue photos under the
+paper's conversion and an area/Lanczos resize): balanced accuracy with its 90% interval, overall accuracy
+and each class's; from the second file on also its balanced gain over the first file with a paired
+interval (both models on the same bootstrap draws, so it is much narrower than either model's own).
+The split is the one training holds out (``--val-size`` images, the same for every seed).
 """
 import argparse
 import os
-import sys
 
-import torch
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-import pytorch_cnn  # noqa: E402
+from common import (REPO, describe_scores, load_model_or_exit, load_photo_sets, real_photo_scores,
+                    shift_group_means, shift_suite)
+import pytorch_cnn
 
 
-def validation_numbers(model, val, shifted_images, real_photos, baseline=None):
-    """{'clean', 'shifts' {name: %}, 'suite', 'photometric', 'scene' (means), 'real' (real_photo_scores or None),
-    'real_predicted'} for val (images, labels), the shift suite on shifted_images (images, labels) and
-    real_photos (or None); baseline: another model's 'real_predicted', for the paired gain."""
-    shifts = pytorch_cnn.shift_suite(model, *shifted_images)
+def validation_numbers(model, val, shifted_images, photo_sets, baselines=None):
+    """{'clean', 'shifts' {name: %}, 'suite', 'photometric', 'scene' (means), 'photos' {set name:
+    real_photo_scores}, 'predicted' {set name: labels}} for val (images, labels), the shift suite on
+    shifted_images (images, labels) and photo_sets ({name: (images, labels, senders)}); baselines: another
+    model's 'predicted', for the paired gains."""
+    shifts = shift_suite(model, *shifted_images)
     del shifts['clean']
-    real = predicted = None
-    if real_photos is not None:
-        images, labels, senders = real_photos
-        predicted = pytorch_cnn.classify(model, images)
-        real = pytorch_cnn.real_photo_scores(predicted, labels, senders, baseline=baseline)
+    photos, predicted = {}, {}
+    for name, (images, labels, senders) in photo_sets.items():
+        predicted[name] = pytorch_cnn.classify(model, images)
+        photos[name] = real_photo_scores(predicted[name], labels, senders,
+                                         baseline=baselines and baselines[name])
     return {'clean': pytorch_cnn.accuracy(model, *val), 'shifts': shifts, 'suite': sum(shifts.values()) / len(shifts),
-            **pytorch_cnn.shift_group_means(shifts), 'real': real, 'real_predicted': predicted}
+            **shift_group_means(shifts), 'photos': photos, 'predicted': predicted}
 
 
-def describe(name, numbers):
-    """Two lines: the summary, then every shift."""
+def describe(name, numbers, photo_counts):
+    """The summary line, every shift, then a line per real-photo set."""
     shifts = numbers['shifts']
     worst = min(shifts, key=shifts.get)
-    line = (f'{name}: clean {numbers["clean"]:.2f}  shift suite {numbers["suite"]:.2f} (photometric '
-            f'{numbers["photometric"]:.2f}, scene {numbers["scene"]:.2f}, worst {shifts[worst]:.1f} {worst})')
-    real = numbers['real']
-    if real is not None:
-        low, high = real['balanced_interval']
-        per_class = ' / '.join(f'{value:.0f}' for value in real['per_class'].values())
-        classes = '/'.join(pytorch_cnn.CLASS_NAMES[label][:2] for label in real['per_class'])
-        line += (f'  real balanced {real["balanced"]:.1f} [{low:.1f}, {high:.1f}] overall {real["overall"]:.1f}'
-                 f'  per class {classes} {per_class}')
-        if 'balanced_gain' in real:
-            low, high = real['balanced_gain_interval']
-            line += f'  balanced gain over the first {real["balanced_gain"]:+.1f} [{low:+.1f}, {high:+.1f}]'
-    return line + '\n    ' + ' | '.join(f'{shift} {value:.1f}' for shift, value in shifts.items())
+    lines = [f'{name}: clean {numbers["clean"]:.2f}  shift suite {numbers["suite"]:.2f} (photometric '
+             f'{numbers["photometric"]:.2f}, scene {numbers["scene"]:.2f}, worst {shifts[worst]:.1f} {worst})',
+             ' | '.join(f'{shift} {value:.1f}' for shift, value in shifts.items())]
+    lines += [describe_scores(set_name, photo_counts[set_name], scores) for set_name, scores in numbers['photos'].items()]
+    return '\n    '.join(lines)
 
 
 def main(argv=None):
@@ -61,27 +51,24 @@ def main(argv=None):
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('models', nargs='+', metavar='MODEL_PT', help='state_dicts of MyNet')
     parser.add_argument('--data', default=os.path.join(REPO, 'data'), help='folder holding FashionMNIST/raw')
-    parser.add_argument('--real-photos', default=os.path.join(REPO, 'data', 'realphotos-dev.npz'), metavar='NPZ',
-                        help='real photos converted by `make data` (skipped if absent)')
     parser.add_argument('--val-size', type=int, default=5000, help='training images held out for validation')
     parser.add_argument('--val-images', type=int, default=None, help='only the first this many of them')
     parser.add_argument('--shift-images', type=int, default=pytorch_cnn.SHIFTED_VAL_IMAGES,
                         help='validation images under each shift')
     args = parser.parse_args(argv)
 
+    models = [(path, load_model_or_exit(path)) for path in args.models]        # every file checked before work
     images, labels = pytorch_cnn.load_fashion_mnist(args.data, train=True)
     _, (val_x, val_y) = pytorch_cnn.split_train_val(images, labels, args.val_size)
     shifted_images = val_x[:args.shift_images], val_y[:args.shift_images]
     val = val_x[:args.val_images], val_y[:args.val_images]
-    real_photos = pytorch_cnn.load_real_photos(args.real_photos)
-    if real_photos is None:
-        print(f'no real photos at {args.real_photos} (`make data` converts them where the mirror has them)')
+    photo_sets = load_photo_sets()
+    counts = {name: len(photos[1]) for name, photos in photo_sets.items()}
     first_predicted = None
-    for path in args.models:
-        numbers = validation_numbers(pytorch_cnn.load_model(path), val, shifted_images, real_photos, first_predicted)
-        print(describe(path, numbers), flush=True)
-        if first_predicted is None:
-            first_predicted = numbers['real_predicted']
+    for path, model in models:
+        numbers = validation_numbers(model, val, shifted_images, photo_sets, first_predicted)
+        print(describe(path, numbers, counts), flush=True)
+        first_predicted = first_predicted or numbers['predicted']
 
 
 if __name__ == '__main__':

@@ -2,8 +2,10 @@
 
     data/FashionMNIST/raw/{train,t10k}-{images-idx3,labels-idx1}-ubyte   (uncompressed IDX)
     data/full-mnist.npz   (x_train (60000,28,28) uint8, y_train, x_test (10000,28,28), y_test)
-    data/realphotos-dev.npz   (real photos converted to 28x28, with labels and contributor ids;
-                               only where the mirror has realphotos/clothing-dev: validation, never training)
+    data/realphotos-dev.npz   (phone photos converted to 28x28, with labels and contributor ids)
+    data/catalogue-dev.npz    (catalogue photos converted to 28x28 as the paper does, 'images', and
+                               with an area/Lanczos resize, 'images_area'; with labels)
+    The real photos come only from a mirror's realphotos/ folder: validation, never training.
 
 Sources, in order: a mirror folder (--mirror, layout of ../shared/data:
 fashion-mnist/*.gz and mnist/full-mnist.npz), Debian's dataset-fashion-mnist
@@ -26,8 +28,12 @@ from common import write_atomically
 from photo_convert import PhotoError, convert_dataset
 
 SYSTEM_DIR = '/usr/share/datasets/fashion-mnist'
-REAL_PHOTOS_DIR = os.path.join('realphotos', 'clothing-dev')
-REAL_PHOTOS_FILE = 'realphotos-dev.npz'
+# name -> (folder in the mirror, file written, resize of 'images', other resizes kept as 'images_<resize>')
+REAL_PHOTO_SETS = {
+    'phone photos': (os.path.join('realphotos', 'clothing-dev'), 'realphotos-dev.npz', 'area', ()),
+    'catalogue photos': (os.path.join('realphotos', 'catalogue-dev'), 'catalogue-dev.npz', 'subsample', ('area',)),
+}
+CONVERTER_VERSION = 2       # bump when photo_convert changes its output, so that `make data` converts anew
 FASHION_FILES = {  # file name -> (IDX magic, expected shape)
     'train-images-idx3-ubyte': (2051, (60000, 28, 28)),
     'train-labels-idx1-ubyte': (2049, (60000,)),
@@ -192,14 +198,17 @@ def fetch_mnist(out, mirror, offline):
     print(f'MNIST: wrote {path} (60000 train + 10000 test images)')
 
 
-def real_photos_from_folder(folder):
-    """The real-photo set converted (see photo_convert.convert_dataset), checked against labels.csv."""
+def real_photos_from_folder(folder, resize, other_resizes=()):
+    """A real-photo set converted (see photo_convert.convert_dataset), other resizes as 'images_<resize>'."""
     try:
-        arrays = convert_dataset(folder)
+        arrays = convert_dataset(folder, resize)
+        for other in other_resizes:
+            arrays[f'images_{other}'] = convert_dataset(folder, other)['images']
     except (PhotoError, OSError, KeyError, ValueError) as error:
         raise DataError(f'{folder}: {error}')
     if len(arrays['images']) == 0:
         raise DataError(f'{folder}: labels.csv names no photo')
+    arrays['converter_version'] = np.array(CONVERTER_VERSION)
     return arrays
 
 
@@ -208,33 +217,35 @@ def class_counts(labels):
 
 
 def real_photos_match(path, listed):
-    """Whether the npz at path holds 28x28 photos with these counts per class, and names their folder."""
+    """Whether the npz at path holds 28x28 photos with these counts per class, names their folder and comes
+    from this converter."""
     try:
         with np.load(path) as present:
             return (class_counts(present['labels']) == listed and present['images'].shape[1:] == (28, 28)
-                    and len(present['images']) == sum(listed.values()) and 'source' in present.files)
+                    and len(present['images']) == sum(listed.values()) and 'source' in present.files
+                    and int(present['converter_version']) == CONVERTER_VERSION)
     except (OSError, ValueError, KeyError, EOFError):
         return False
 
 
-def fetch_real_photos(out, mirror):
-    """Convert <mirror>/realphotos/clothing-dev into <out>/realphotos-dev.npz, where the mirror has it."""
-    folder = os.path.join(mirror, REAL_PHOTOS_DIR) if mirror else None
-    if folder is None or not os.path.isfile(os.path.join(folder, 'labels.csv')):
-        print(f'Real photos: no {REAL_PHOTOS_DIR} in a mirror; the real-photo evaluation will be skipped')
+def fetch_real_photos(out, mirror, name, folder, file_name, resize, other_resizes):
+    """Convert <mirror>/<folder> into <out>/<file_name>, where the mirror has it; a one-line notice where not."""
+    source = os.path.join(mirror, folder) if mirror else None
+    if source is None or not os.path.isfile(os.path.join(source, 'labels.csv')):
+        print(f'{name.capitalize()}: no {folder} in a mirror; their evaluation will be skipped')
         return
-    path = os.path.join(out, REAL_PHOTOS_FILE)
-    with open(os.path.join(folder, 'labels.csv'), newline='') as handle:
+    path = os.path.join(out, file_name)
+    with open(os.path.join(source, 'labels.csv'), newline='') as handle:
         listed = class_counts([int(row['label']) for row in csv.DictReader(handle)])
     if real_photos_match(path, listed):
-        print(f'Real photos: already in {path}')
+        print(f'{name.capitalize()}: already in {path}')
         return
-    arrays = real_photos_from_folder(folder)
+    arrays = real_photos_from_folder(source, resize, other_resizes)
     write_atomically(path, lambda file: np.savez_compressed(file, **arrays))
     if not real_photos_match(path, listed):
         raise DataError(f'{path}: its counts per class differ from labels.csv\'s {listed}')
     counts = ', '.join(f'{label}: {count}' for label, count in class_counts(arrays['labels']).items())
-    print(f'Real photos: wrote {path} ({len(arrays["labels"])} photos; per class {counts})')
+    print(f'{name.capitalize()}: wrote {path} ({len(arrays["labels"])} photos; per class {counts})')
 
 
 def main(argv=None):
@@ -248,10 +259,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     fetch_fashion(args.out, args.mirror, args.system_dir, args.offline)
     fetch_mnist(args.out, args.mirror, args.offline)
-    try:
-        fetch_real_photos(args.out, args.mirror)
-    except DataError as error:
-        sys.exit(f'error: real photos: {error}')
+    for name, (folder, file_name, resize, other_resizes) in REAL_PHOTO_SETS.items():
+        try:
+            fetch_real_photos(args.out, args.mirror, name, folder, file_name, resize, other_resizes)
+        except DataError as error:
+            sys.exit(f'error: {name}: {error}')
 
 
 if __name__ == '__main__':

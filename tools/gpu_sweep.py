@@ -70,19 +70,17 @@ def work(name, config, data_root, run_dir):
     out = os.path.join(run_dir, f'{name}.pt')
     argv = ['--seed', str(config['seed']), '--data', data_root, '--out', out,
             '--real-photos', os.path.join(data_root, 'realphotos-dev.npz'),
-            '--plot', os.path.join(run_dir, f'{name}.png'), *recipe_flags(changes)]
+            '--catalogue-photos', os.path.join(data_root, 'catalogue-dev.npz'),
+            '--history', os.path.join(run_dir, f'{name}.json'), *recipe_flags(changes)]
     argv += ['--dry-run'] if config.get('dry_run') else []
     started = time.time()
     train_args = P.parse_args(argv)
     P.train(train_args)
     model = P.load_model(out).to(P.pick_device())
-    _, val, shifted, real_photos = P.validation_sets(train_args)
-    clean, shifted = P.accuracy(model, *val), P.accuracy(model, *shifted)
-    real = None
-    if real_photos is not None:
-        real_x, real_y, senders = real_photos
-        real = P.real_photo_scores(P.classify(model, real_x), real_y, senders, rounds=1)['balanced']
+    scores = P.validate(model, P.validation_sets(train_args)[1])
+    clean, shifted, real, catalogue = scores['val'], scores['shifted'], scores['phone'], scores['catalogue']
     print('RESULT ' + json.dumps({'name': name, 'clean': clean, 'shifted': shifted, 'real': real,
+                                  'catalogue': catalogue,
                                   'score': (clean + shifted) / 2, 'minutes': (time.time() - started) / 60}),
           flush=True)
 

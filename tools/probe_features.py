@@ -24,9 +24,8 @@ import sys
 import torch
 import torch.nn.functional as F
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, REPO)
-import pytorch_cnn  # noqa: E402
+from common import REPO, load_model_or_exit, real_photo_scores
+import pytorch_cnn
 
 
 def real_photo_features(model, images):
@@ -64,8 +63,8 @@ def fit_probe(features, targets, classes, weight_decay):
 
     def loss():
         optimiser.zero_grad()
-        value = F.cross_entropy(linear(standardised), targets, weight=class_weights) \
-            + weight_decay * linear.weight.pow(2).sum()
+        value = (F.cross_entropy(linear(standardised), targets, weight=class_weights)
+                 + weight_decay * linear.weight.pow(2).sum())
         value.backward()
         return value
 
@@ -94,10 +93,10 @@ def cross_validated_predictions(features, labels, senders, folds=5, weight_decay
 
 def probe_report(features, labels, senders, folds=5, weight_decay=0.3, fraction=1.0):
     """{'head', 'convolutions', 'hidden': real_photo_scores} for one model's real_photo_features."""
-    report = {'head': pytorch_cnn.real_photo_scores(features['log_probabilities'].argmax(1), labels, senders)}
+    report = {'head': real_photo_scores(features['log_probabilities'].argmax(1), labels, senders)}
     for name in ('convolutions', 'hidden'):
         predicted = cross_validated_predictions(features[name], labels, senders, folds, weight_decay, fraction)
-        report[name] = pytorch_cnn.real_photo_scores(predicted, labels, senders)
+        report[name] = real_photo_scores(predicted, labels, senders)
     return report
 
 
@@ -118,7 +117,7 @@ def across_domains(real_features, labels, senders, fashion_features, fashion_lab
         with torch.enable_grad():
             predict = fit_probe(fit_x, fit_y, len(classes), weight_decay)
         with torch.no_grad():
-            report[name] = pytorch_cnn.real_photo_scores(classes[predict(ask_x)], ask_labels, ask_senders)
+            report[name] = real_photo_scores(classes[predict(ask_x)], ask_labels, ask_senders)
     return report
 
 
@@ -172,7 +171,7 @@ def main(argv=None):
         _, (val_x, val_y) = pytorch_cnn.split_train_val(*pytorch_cnn.load_fashion_mnist(args.data, train=True),
                                                         args.val_size)
         fashion = val_x[:args.limit], val_y[:args.limit]
-    models = [(path, pytorch_cnn.load_model(path)) for path in args.models]
+    models = [(path, load_model_or_exit(path)) for path in args.models]
     if args.random_control:
         torch.manual_seed(0)
         models.append(('untrained MyNet', pytorch_cnn.MyNet()))

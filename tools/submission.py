@@ -34,11 +34,14 @@ def make_zip(out, source_dir='.'):
     missing = [name for name in FILES if not os.path.isfile(os.path.join(source_dir, name))]
     if missing:
         raise SubmissionError(f'cannot build {out}: missing {", ".join(missing)}')
-    tmp_path = f'{out}.tmp{os.getpid()}'
-    with zipfile.ZipFile(tmp_path, 'w', zipfile.ZIP_DEFLATED) as archive:
-        for name in FILES:
-            archive.write(os.path.join(source_dir, name), arcname=name)
-    os.replace(tmp_path, out)
+    from common import write_atomically     # here, not at the top: the grader emulation must not import it
+
+    def write(file):
+        with zipfile.ZipFile(file, 'w', zipfile.ZIP_DEFLATED) as archive:
+            for name in FILES:
+                archive.write(os.path.join(source_dir, name), arcname=name)
+
+    write_atomically(out, write)
     print(f'wrote {out}: {", ".join(FILES)}')
 
 

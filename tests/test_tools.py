@@ -1,0 +1,302 @@
+"""The tools: evaluate, compare_models, classify_photo, probe_features, bench, plot_training, gpu_sweep."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+
+import pytorch_cnn
+from conftest import REPO
+
+TOOLS = os.path.join(REPO, 'tools')
+
+
+def tool(name, *args, cwd=REPO):
+    return subprocess.run([sys.executable, os.path.join(TOOLS, name), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture(scope='module')
+def untrained_model_file(tmp_path_factory):
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp('models') / 'untrained.pt'
+    torch.save(pytorch_cnn.MyNet().state_dict(), path)
+    return str(path)
+
+
+# ----------------------------------------------------------------------------- every tool: bad model files
+
+@pytest.fixture(scope='module')
+def bad_model_files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp('bad')
+    (folder / 'junk.pt').write_bytes(b'not a model')
+    torch.save(pytorch_cnn.SimpleCNN().state_dict(), folder / 'simple.pt')
+    return {'missing': str(folder / 'missing.pt'), 'junk': str(folder / 'junk.pt'), 'simple': str(folder / 'simple.pt')}
+
+
+@pytest.mark.parametrize('module, args', [('evaluate', []), ('compare_models', []), ('bench', ['--model-pt']),
+                                          ('classify_photo', ['photo.jpg', '--model-pt'])])
+@pytest.mark.parametrize('kind, message', [('missing', 'no such file'), ('junk', 'not a saved state_dict'),
+                                           ('simple', 'not the weights of MyNet')])
+def test_every_tool_names_a_bad_model_file_in_one_line(bad_model_files, capsys, module, args, kind, message):
+    main = __import__(module).main
+    with pytest.raises(SystemExit) as stopped:
+        main([*args, bad_model_files[kind]])
+    assert stopped.value.code == f'error: {bad_model_files[kind]}: ' + stopped.value.code.split(': ', 2)[2]
+    assert message in stopped.value.code and '\n' not in stopped.value.code
+
+
+# ----------------------------------------------------------------------------- evaluate.py
+
+def test_evaluate_reports_the_test_set_the_shifts_and_both_photo_sets(real_photos_path, catalogue_path, tmp_path,
+                                                                       capsys):
+    import evaluate
+    evaluate.main(['--limit', '120', '--report', str(tmp_path / 'report.png')])
+    out = capsys.readouterr().out
+    assert 'Fashion-MNIST test set: ' in out and '(120 images' in out
+    assert all(f'  {name:18s}' in out for name in pytorch_cnn.SHIFTS)
+    photo_lines = [line for line in out.splitlines() if line.split(' (')[0] in evaluate.load_photo_sets()]
+    assert [line.split(' (')[0] for line in photo_lines] == ['phone photos', 'catalogue photos',
+                                                             'catalogue photos, area resize']
+    assert all(line.split(' (')[1].startswith('120):') and 'balanced' in line and 'overall' in line
+               for line in photo_lines)
+    with Image.open(tmp_path / 'report.png') as figure:
+        assert figure.size[0] > 4 * figure.size[1]                 # five panels side by side
+
+
+def test_evaluate_numbers_are_the_projects_accuracies(committed_model, fashion_root):
+    import evaluate
+    photos = {'some photos': (torch.rand(30, 1, 28, 28), torch.arange(30) % 3, None)}
+    results = evaluate.evaluate(committed_model, fashion_root, photos, limit=200)
+    test_x, test_y = (part[:200] for part in pytorch_cnn.load_fashion_mnist(fashion_root, train=False))
+    assert results['test'] == pytorch_cnn.accuracy(committed_model, test_x, test_y)
+    assert results['confusion'].sum() == 200 and results['confusion'].trace() == round(2 * results['test'])
+    assert results['suite']['inverted'] == pytorch_cnn.accuracy(committed_model, 1 - test_x, test_y)
+    predicted = pytorch_cnn.classify(committed_model, photos['some photos'][0])
+    assert results['photos']['some photos']['balanced'] == pytest.approx(
+        pytorch_cnn.balanced_accuracy(predicted, photos['some photos'][1]))
+
+
+# ----------------------------------------------------------------------------- compare_models.py
+
+def test_compare_models_numbers_are_the_projects_accuracies(committed_model, fashion_root):
+    import compare_models
+    images, labels = pytorch_cnn.load_fashion_mnist(fashion_root, train=True)
+    _, (val_x, val_y) = pytorch_cnn.split_train_val(images, labels, 5000)
+    val, shifted = (val_x[:300], val_y[:300]), (val_x[:40], val_y[:40])
+    numbers = compare_models.validation_numbers(committed_model, val, shifted, {})
+    assert numbers['clean'] == pytorch_cnn.accuracy(committed_model, *val)
+    assert numbers['shifts']['inverted'] == pytorch_cnn.accuracy(committed_model, 1.0 - shifted[0], shifted[1])
+    assert sorted(numbers['shifts']) == sorted(set(pytorch_cnn.SHIFTS) - {'clean'})
+    scene = [numbers['shifts'][name] for name in pytorch_cnn.SCENE_SHIFTS]
+    assert numbers['scene'] == pytest.approx(sum(scene) / len(scene))
+    assert compare_models.describe('model.pt', numbers, {}).startswith('model.pt: clean ')
+
+
+def test_compare_models_reports_a_worse_model_as_a_loss_on_both_photo_sets(real_photos_path, catalogue_path,
+                                                                           untrained_model_file):
+    result = tool('compare_models.py', 'model.pt', untrained_model_file, '--val-images', '100', '--shift-images', '8')
+    assert result.returncode == 0, result.stderr
+    first, second = result.stdout.split(untrained_model_file + ': clean')
+    for name in ('phone photos', 'catalogue photos', 'catalogue photos, area resize'):
+        assert f'    {name} (' in first and 'gain' not in first.split(f'    {name} (')[1].split('\n')[0]
+        line = second.split(f'    {name} (')[1].split('\n')[0]
+        gain, interval = line.split('balanced gain over the first ')[1].split(' ', 1)
+        high = float(interval.strip('[]').split(', ')[1])
+        assert float(gain) < -20 and high < 0, line             # an untrained network: a loss beyond its interval
+
+
+# ----------------------------------------------------------------------------- classify_photo.py
+
+def test_classify_photo_prints_top_three_and_draws_one_figure(data_mirror, tmp_path):
+    folder = os.path.join(data_mirror, 'realphotos', 'clothing-dev', 'images')
+    if not os.path.isdir(folder):
+        pytest.skip(f'{folder} not found')
+    photos = sorted(os.listdir(folder))[:2]
+    (tmp_path / 'notes.jpg').write_text('not a photo')
+    figure = tmp_path / 'figure.png'
+    result = tool('classify_photo.py', *(os.path.join(folder, p) for p in photos), str(tmp_path / 'notes.jpg'),
+                  '--out', str(figure), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.endswith('%')]
+    assert len(lines) == 2 and all(line.count('%') == 3 for line in lines)
+    assert result.stderr.strip().count('\n') == 0 and 'notes.jpg' in result.stderr
+    with Image.open(figure) as drawn:
+        assert drawn.size[1] > 400                             # a row for each of the two photos
+
+
+def test_classify_photo_with_no_image_fails(tmp_path):
+    (tmp_path / 'notes.txt').write_text('not a photo')
+    result = tool('classify_photo.py', str(tmp_path / 'notes.txt'), cwd=tmp_path)
+    assert result.returncode != 0 and 'no photo could be classified' in result.stderr
+
+
+# ----------------------------------------------------------------------------- probe_features.py
+
+def synthetic_photos(class_signal, photos=600, contributors=60, seed=0):
+    """features (N, 20), labels (N,) in the real set's six labels, senders (N,): noise, plus class_signal on the
+    feature that belongs to each photo's class."""
+    generator = torch.Generator().manual_seed(seed)
+    six = torch.tensor([0, 1, 2, 3, 4, 6])
+    targets = torch.randint(0, 6, (photos,), generator=generator)
+    features = torch.randn(photos, 20, generator=generator)
+    features[torch.arange(photos), targets] += class_signal
+    return features, six[targets], torch.randint(0, contributors, (photos,), generator=generator)
+
+
+def test_contributor_folds_keep_each_contributors_photos_together():
+    from probe_features import contributor_folds
+    senders = torch.tensor([7, 3, 7, 9, 3, 9, 1, 1, 7])
+    fold = contributor_folds(senders, folds=3)
+    for sender in senders.unique():
+        assert len(fold[senders == sender].unique()) == 1
+    assert fold.min() >= 0 and fold.max() < 3
+
+
+def test_the_probe_finds_classes_that_the_features_hold_and_no_others():
+    from common import real_photo_scores
+    from probe_features import cross_validated_predictions
+    features, labels, senders = synthetic_photos(class_signal=4.0)
+    predicted = cross_validated_predictions(features, labels, senders)
+    assert set(predicted.unique().tolist()) <= {0, 1, 2, 3, 4, 6}
+    assert real_photo_scores(predicted, labels, senders)['balanced'] > 95
+    noise, labels, senders = synthetic_photos(class_signal=0.0)
+    predicted = cross_validated_predictions(noise, labels, senders)
+    assert real_photo_scores(predicted, labels, senders)['balanced'] < 35   # six classes: chance is 1/6
+
+
+def test_a_probe_fitted_on_fewer_contributors_knows_less():
+    from common import real_photo_scores
+    from probe_features import cross_validated_predictions
+    features, labels, senders = synthetic_photos(class_signal=1.0)
+
+    def balanced(fraction):
+        predicted = cross_validated_predictions(features, labels, senders, fraction=fraction)
+        return real_photo_scores(predicted, labels, senders)['balanced']
+    assert balanced(1.0) > balanced(0.05) + 5
+
+
+@pytest.mark.parametrize('shared_signal, least, most', [(4.0, 90, 100), (0.0, 0, 40)])
+def test_probes_across_domains_know_the_other_domain_only_where_the_classes_mean_the_same(shared_signal, least,
+                                                                                           most):
+    """Two domains drawn apart; where a class lights the same feature in both, each probe knows the other domain's
+    photos; where the other domain carries no class signal, it knows no more than chance."""
+    from probe_features import across_domains
+    real, labels, senders = synthetic_photos(class_signal=4.0, seed=1)
+    fashion, fashion_labels, _ = synthetic_photos(class_signal=shared_signal, seed=2)
+    others = torch.randn(50, 20), torch.full((50,), 9)         # another class: left out of the probes
+    report = across_domains(real, labels, senders, torch.cat([fashion, others[0]]),
+                            torch.cat([fashion_labels, others[1]]))
+    for scores in report.values():
+        assert sorted(scores['per_class']) == [0, 1, 2, 3, 4, 6]
+        assert least <= scores['balanced'] <= most, scores
+
+
+def test_probe_features_reports_the_head_and_both_probes(real_photos_path, fashion_root):
+    result = tool('probe_features.py', 'model.pt', '--limit', '300', '--real-photos', real_photos_path, '--across',
+                  '--data', fashion_root)
+    assert result.returncode == 0, result.stderr
+    within, across = result.stdout.splitlines()
+    assert within.startswith('model.pt: real balanced, its own head (one view) ')
+    assert 'linear probe on the convolutions' in within and 'on the hidden layer' in within
+    assert across.startswith('model.pt: across domains, fitted on the real photos, on Fashion-MNIST validation')
+
+
+# ----------------------------------------------------------------------------- bench.py
+
+def test_bench_prints_the_processor_both_precisions_and_whether_auto_chose_the_faster(fashion_root):
+    result = tool('bench.py', '--images', '300', '--steps', '1', '--data', fashion_root)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith('processor: ') and 'bf16 units: ' in result.stdout
+    timings = {name: float(line.split(': ')[1].split(' ms')[0]) for line in result.stdout.splitlines()
+               for name in ('fp32', 'bf16') if line.startswith(f'training step, batch 128, {name}: ')}
+    assert sorted(timings) == ['bf16', 'fp32'] and min(timings.values()) > 0
+    assert '--precision auto chose ' in result.stdout and result.stdout.count('images/s') == 2
+
+
+@pytest.mark.parametrize('chosen, expected', [(None, 'fp32: the faster one'),
+                                              (torch.bfloat16, 'bf16: the slower one (fp32 takes 90 ms a step)')])
+def test_bench_says_whether_the_chosen_precision_was_the_faster(chosen, expected):
+    import bench
+    assert bench.verdict(chosen, {'fp32': 90.0, 'bf16': 120.0}).endswith(expected)
+
+
+def test_timing_a_training_step_leaves_the_timed_model_alone():
+    import bench
+    torch.manual_seed(0)
+    model = pytorch_cnn.MyNet()
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    assert bench.milliseconds_per_step(model, torch.device('cpu'), None, 4, steps=1) > 0
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+
+
+@pytest.mark.parametrize('margin, changed', [(1e-4, 5), (1.0, 0)])
+def test_bench_counts_the_predictions_that_bf16_changes(margin, changed):
+    import bench
+    linear = torch.nn.Linear(784, 10, bias=False)
+    with torch.no_grad():
+        linear.weight.zero_()
+        linear.weight[0] = 1.0 / 784
+        linear.weight[1] = (1.0 + margin) / 784        # wins in fp32; a tie with class 0 in bf16 when margin is tiny
+    model = torch.nn.Sequential(torch.nn.Flatten(), linear, torch.nn.LogSoftmax(dim=1))
+    assert bench.bf16_changed_predictions(model, torch.ones(5, 1, 28, 28)) == changed
+
+
+# ----------------------------------------------------------------------------- plot_training.py
+
+@pytest.mark.parametrize('phone, catalogue, expected', [
+    ([None, None, None], [None, None, None], ['validation, clean', 'validation, shift suite']),
+    ([30.0, 31.0, 40.0], [80.0, 82.0, 81.0], ['validation, clean', 'validation, shift suite',
+                                              'phone photos, balanced', 'catalogue photos, balanced']),
+])
+def test_the_training_figure_draws_the_curves_that_were_measured(tmp_path, phone, catalogue, expected):
+    import plot_training
+    history = {'epoch': [1.0, 2.0, 3.0], 'loss': [1.2, 1.0, 1.1], 'val': [80.0, 85.0, 84.0],
+               'shifted': [70.0, 75.0, 78.0], 'phone': phone, 'catalogue': catalogue, 'fine_tuning_from': 2.0}
+    (tmp_path / 'history.json').write_text(json.dumps(history))
+    plot_training.main([str(tmp_path / 'history.json'), '--out', str(tmp_path / 'training.png')])
+    assert plot_training.plot_training(history, str(tmp_path / 'again.png')) == expected
+    with Image.open(tmp_path / 'training.png') as figure:
+        assert figure.size == (1000, 400)
+
+
+def test_plot_training_names_a_file_that_is_no_history(tmp_path):
+    (tmp_path / 'junk.json').write_text('{"epoch": []}')
+    result = tool('plot_training.py', str(tmp_path / 'junk.json'), '--out', str(tmp_path / 'x.png'))
+    expected = f'error: {tmp_path / "junk.json"}: not a training history (no pass recorded)'
+    assert result.returncode == 1 and result.stderr.strip() == expected
+
+
+# ----------------------------------------------------------------------------- gpu_sweep.py
+
+def test_gpu_sweep_dry_run_scores_every_config_and_keeps_their_models(tmp_path, fashion_root):
+    out = tmp_path / 'sweep'
+    result = tool('gpu_sweep.py', '--dry-run', '--configs', 'base,scene.25',
+                 '--seeds', '1', '--workers', '2', '--poll', '0.5', '--out', str(out), '--data', fashion_root)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    rows = {line.split()[0]: line.split() for line in (out / 'summary.txt').read_text().splitlines()[3:]}
+    assert set(rows) == {'base', 'scene.25'}
+    for name, row in rows.items():
+        runs, clean, shifted = int(row[1]), float(row[2]), float(row[3])
+        assert runs == 1 and 10.0 < clean <= 100.0 and 10.0 < shifted <= 100.0, row
+    logs = (out / 'logs.txt').read_text()
+    epochs = min(pytorch_cnn.Recipe().epochs, 2) + min(pytorch_cnn.Recipe().finetune_epochs, 1)
+    assert logs.count(f'epoch {epochs:5.2f}/{epochs}') == 2 and logs.count('RESULT ') == 2   # each job's last pass
+
+    models = [torch.load(out / f'{name}-s1.pt', map_location='cpu', weights_only=True) for name in rows]
+    for state in models:
+        pytorch_cnn.MyNet().load_state_dict(state)
+    assert any(not torch.equal(models[0][key], models[1][key]) for key in models[0])    # the flag took
+
+
+def test_gpu_sweep_turns_recipe_changes_into_flags_the_trainer_accepts():
+    import runpy
+    sweep = runpy.run_path(os.path.join(TOOLS, 'gpu_sweep.py'))
+    for name, changes in sweep['CONFIGS'].items():
+        recipe = pytorch_cnn.parse_args(sweep['recipe_flags'](changes)).recipe
+        for field, value in changes.items():
+            assert getattr(recipe, field) == (tuple(value) if isinstance(value, list) else value), name
