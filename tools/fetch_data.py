@@ -228,13 +228,25 @@ def real_photos_match(path, listed):
         return False
 
 
+def converted_here(path):
+    """Whether path holds real photos written by this converter (their counts need the mirror's labels.csv)."""
+    try:
+        with np.load(path) as present:
+            return int(present['converter_version']) == CONVERTER_VERSION and present['images'].shape[1:] == (28, 28)
+    except (OSError, ValueError, KeyError, EOFError):
+        return False
+
+
 def fetch_real_photos(out, mirror, name, folder, file_name, resize, other_resizes):
     """Convert <mirror>/<folder> into <out>/<file_name>, where the mirror has it; a one-line notice where not."""
     source = os.path.join(mirror, folder) if mirror else None
-    if source is None or not os.path.isfile(os.path.join(source, 'labels.csv')):
-        print(f'{name.capitalize()}: no {folder} in a mirror; their evaluation will be skipped')
-        return
     path = os.path.join(out, file_name)
+    if source is None or not os.path.isfile(os.path.join(source, 'labels.csv')):
+        if converted_here(path):
+            print(f'{name.capitalize()}: already in {path} (converted from a mirror before)')
+        else:
+            print(f'{name.capitalize()}: no {folder} in a mirror; their evaluation will be skipped')
+        return
     with open(os.path.join(source, 'labels.csv'), newline='') as handle:
         listed = class_counts([int(row['label']) for row in csv.DictReader(handle)])
     if real_photos_match(path, listed):
