@@ -18,7 +18,6 @@ import argparse
 import csv
 import gzip
 import os
-import shutil
 import sys
 import tempfile
 
