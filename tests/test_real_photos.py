@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 import pytorch_cnn
-from common import real_photo_scores
+from measure import real_photo_scores
 from photo_convert import PhotoError, convert_dataset, convert_file, convert_image
 
 
@@ -121,7 +121,7 @@ def test_real_photo_scores_balanced_accuracy_and_contributor_interval():
 
 
 def test_without_contributors_the_bootstrap_draws_photos_within_each_class():
-    from common import bootstrap_weights
+    from measure import bootstrap_weights
     labels = torch.tensor([5] * 30 + [9] * 3)
     weights = bootstrap_weights(labels, None, 400, torch.Generator().manual_seed(0))
     torch.testing.assert_close(weights[:, :30].sum(1), torch.full((400,), 30.0, dtype=torch.float64))

@@ -157,7 +157,7 @@ def test_contributor_folds_keep_each_contributors_photos_together():
 
 
 def test_the_probe_finds_classes_that_the_features_hold_and_no_others():
-    from common import real_photo_scores
+    from measure import real_photo_scores
     from probe_features import cross_validated_predictions
     features, labels, senders = synthetic_photos(class_signal=4.0)
     predicted = cross_validated_predictions(features, labels, senders)
@@ -169,7 +169,7 @@ def test_the_probe_finds_classes_that_the_features_hold_and_no_others():
 
 
 def test_a_probe_fitted_on_fewer_contributors_knows_less():
-    from common import real_photo_scores
+    from measure import real_photo_scores
     from probe_features import cross_validated_predictions
     features, labels, senders = synthetic_photos(class_signal=1.0)
 

@@ -18,7 +18,8 @@ import time
 
 import torch
 
-from common import REPO, load_model_or_exit
+from common import REPO
+from measure import load_model_or_exit
 import pytorch_cnn
 
 

@@ -15,7 +15,8 @@ import sys
 
 import numpy as np
 
-from common import REPO, load_model_or_exit, write_atomically
+from common import REPO, write_atomically
+from measure import load_model_or_exit
 from photo_convert import PhotoError, convert_file, open_photo, photo_files
 import pytorch_cnn
 

@@ -14,8 +14,9 @@ The split is the one training holds out (``--val-size`` images, the same for eve
 import argparse
 import os
 
-from common import (REPO, describe_scores, load_model_or_exit, load_photo_sets, real_photo_scores,
-                    shift_group_means, shift_suite)
+from common import REPO
+from measure import (describe_scores, load_model_or_exit, load_photo_sets, real_photo_scores,
+                     shift_group_means, shift_suite)
 import pytorch_cnn
 
 

@@ -15,8 +15,9 @@ import time
 
 import torch
 
-from common import (REPO, describe_scores, load_model_or_exit, load_photo_sets, percent_correct,
-                    real_photo_scores, shift_group_means, shift_suite, write_atomically)
+from common import REPO, percent_correct, write_atomically
+from measure import (describe_scores, load_model_or_exit, load_photo_sets, real_photo_scores, shift_group_means,
+                     shift_suite)
 import pytorch_cnn
 
 

@@ -24,7 +24,8 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from common import REPO, load_model_or_exit, real_photo_scores
+from common import REPO
+from measure import load_model_or_exit, real_photo_scores
 import pytorch_cnn
 
 

@@ -1,0 +1,114 @@
+"""What the evaluation tools share: loading a model file, the shift suite, the real-photo sets and their scores
+with bootstrap intervals. The graded modules do not import this."""
+import os
+import sys
+
+import torch
+
+from common import REPO
+
+sys.path.insert(0, REPO)
+import pytorch_cnn  # noqa: E402  (the graded module lives at the repository root)
+
+# name -> (file `make data` writes, images key): the real-photo sets, each measured, never trained on
+PHOTO_SETS = {
+    'phone photos': (os.path.join(REPO, 'data', 'realphotos-dev.npz'), 'images'),
+    'catalogue photos': (os.path.join(REPO, 'data', 'catalogue-dev.npz'), 'images'),
+    'catalogue photos, area resize': (os.path.join(REPO, 'data', 'catalogue-dev.npz'), 'images_area'),
+}
+
+
+def load_model_or_exit(path):
+    """MyNet with the weights at path; a bad file ends the program with one line naming it."""
+    try:
+        return pytorch_cnn.load_model(path)
+    except pytorch_cnn.ModelFileError as error:
+        sys.exit(f'error: {error}')
+
+
+def shift_suite(model, images, labels):
+    """{shift name: accuracy in %} over every shift in pytorch_cnn.SHIFTS, 'clean' included."""
+    return {name: pytorch_cnn.accuracy(model, shift(images), labels) for name, shift in pytorch_cnn.SHIFTS.items()}
+
+
+def shift_group_means(suite):
+    """{'photometric', 'scene': the mean accuracy over that group's shifts} of a ``shift_suite`` result."""
+    return {group: sum(suite[name] for name in names) / len(names)
+            for group, names in (('photometric', pytorch_cnn.PHOTOMETRIC_SHIFTS), ('scene', pytorch_cnn.SCENE_SHIFTS))}
+
+
+def load_photo_sets(names=tuple(PHOTO_SETS)):
+    """{name: (images, labels, senders or None)} of the PHOTO_SETS that `make data` wrote; prints the absent ones."""
+    found = {}
+    for name in names:
+        path, key = PHOTO_SETS[name]
+        photos = pytorch_cnn.load_real_photos(path, key)
+        if photos is None:
+            print(f'{name}: {path} not found, skipped (`make data DATA_MIRROR=...` converts them)')
+        else:
+            found[name] = photos
+    return found
+
+
+def bootstrap_weights(labels, senders, rounds, generator):
+    """(rounds, N) how often each photo is drawn in each round: whole contributors with replacement where
+    senders (N,) is given, else photos with replacement within their class (each class keeps its size)."""
+    weights = torch.zeros(rounds, len(labels), dtype=torch.float64)
+    if senders is not None:
+        sender_ids, sender_of = senders.unique(return_inverse=True)
+        draws = torch.randint(0, len(sender_ids), (rounds, len(sender_ids)), generator=generator)
+        per_sender = torch.zeros(rounds, len(sender_ids), dtype=torch.float64).scatter_add_(
+            1, draws, torch.ones(draws.shape, dtype=torch.float64))
+        return per_sender[:, sender_of]
+    for label in labels.unique():
+        members = (labels == label).nonzero().squeeze(1)
+        draws = members[torch.randint(0, len(members), (rounds, len(members)), generator=generator)]
+        weights.scatter_add_(1, draws, torch.ones(draws.shape, dtype=torch.float64))
+    return weights
+
+
+def real_photo_scores(predicted, labels, senders=None, rounds=2000, seed=0, baseline=None):
+    """Accuracy on real photos, with 90% bootstrap intervals (see ``bootstrap_weights``).
+
+    Returns {'balanced', 'overall': %, 'per_class': {label: %}, 'balanced_interval',
+    'overall_interval': (low %, high %)}; balanced is the mean of the per-class accuracies.
+    With ``baseline`` (another model's predictions on the same photos) also 'balanced_gain' and
+    its paired interval 'balanced_gain_interval': balanced accuracy of predicted minus that of
+    baseline, both on the same draws.
+    """
+    classes = labels.unique()
+    in_class = (labels.view(-1, 1) == classes.view(1, -1)).double()            # (N, classes)
+    weights = bootstrap_weights(labels, senders, rounds, torch.Generator().manual_seed(seed))
+    drawn_per_class = weights @ in_class
+
+    def balanced(guesses):      # per round; a class that no draw holds is left out
+        right = (guesses == labels).double().view(-1, 1)
+        return ((weights @ (in_class * right)) / drawn_per_class).nanmean(dim=1)
+
+    def interval(values):
+        return tuple(100.0 * torch.quantile(values, q).item() for q in (0.05, 0.95))
+
+    right = (predicted == labels).double()
+    per_class = 100.0 * (right @ in_class) / in_class.sum(0)
+    scores = {'balanced': per_class.mean().item(), 'overall': 100.0 * right.mean().item(),
+              'per_class': dict(zip(classes.tolist(), per_class.tolist())),
+              'balanced_interval': interval(balanced(predicted)),
+              'overall_interval': interval((weights @ right) / weights.sum(1))}
+    if baseline is not None:
+        baseline_per_class = 100.0 * ((baseline == labels).double() @ in_class) / in_class.sum(0)
+        scores['balanced_gain'] = scores['balanced'] - baseline_per_class.mean().item()
+        scores['balanced_gain_interval'] = interval(balanced(predicted) - balanced(baseline))
+    return scores
+
+
+def describe_scores(name, count, scores):
+    """One line: balanced and overall accuracy with their intervals, then each class's accuracy."""
+    (low, high), (overall_low, overall_high) = scores['balanced_interval'], scores['overall_interval']
+    per_class = ' / '.join(f'{pytorch_cnn.CLASS_NAMES[label].split("/")[0]} {value:.0f}'
+                           for label, value in scores['per_class'].items())
+    line = (f'{name} ({count}): balanced {scores["balanced"]:.1f}% [{low:.1f}, {high:.1f}], overall '
+            f'{scores["overall"]:.1f}% [{overall_low:.1f}, {overall_high:.1f}]; {per_class}')
+    if 'balanced_gain' in scores:
+        low, high = scores['balanced_gain_interval']
+        line += f'; balanced gain over the first {scores["balanced_gain"]:+.1f} [{low:+.1f}, {high:+.1f}]'
+    return line
