@@ -889,12 +889,13 @@ def validation_sets(args):
     (train_x, train_y), (val_x, val_y) = split_train_val(images, labels, args.val_size)
     photos = {'phone': load_real_photos(args.real_photos), 'catalogue': load_real_photos(args.catalogue_photos)}
     photos = {name: found and found[:2] for name, found in photos.items()}
+    shifted_x, shifted_y = val_x, val_y
     if args.dry_run:        # small enough for seconds: 512 images to train on and to validate, fewer for the rest
         train_x, train_y, val_x, val_y = train_x[:512], train_y[:512], val_x[:512], val_y[:512]
+        shifted_x, shifted_y = val_x[:64], val_y[:64]
         photos = {name: found and tuple(part[:256] for part in found) for name, found in photos.items()}
-        return (train_x, train_y), {'val': (val_x, val_y), 'shifted': shifted_validation_set(val_x[:64], val_y[:64]),
-                                    **photos}
-    return (train_x, train_y), {'val': (val_x, val_y), 'shifted': shifted_validation_set(val_x, val_y), **photos}
+    return (train_x, train_y), {'val': (val_x, val_y), 'shifted': shifted_validation_set(shifted_x, shifted_y),
+                                **photos}
 
 
 def validate(model, checks):

@@ -43,7 +43,8 @@ def describe(name, numbers, photo_counts):
     lines = [f'{name}: clean {numbers["clean"]:.2f}  shift suite {numbers["suite"]:.2f} (photometric '
              f'{numbers["photometric"]:.2f}, scene {numbers["scene"]:.2f}, worst {shifts[worst]:.1f} {worst})',
              ' | '.join(f'{shift} {value:.1f}' for shift, value in shifts.items())]
-    lines += [describe_scores(set_name, photo_counts[set_name], scores) for set_name, scores in numbers['photos'].items()]
+    lines += [describe_scores(set_name, photo_counts[set_name], scores)
+              for set_name, scores in numbers['photos'].items()]
     return '\n    '.join(lines)
 
 

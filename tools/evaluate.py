@@ -68,7 +68,8 @@ def plot_report(results, path):
     bars(axes[1], list(results['suite']), list(results['suite'].values()), 'Test set under each shift')
     for axis, (name, scores) in zip(axes[2:], results['photos'].items()):
         low, high = scores['balanced_interval']
-        bars(axis, [pytorch_cnn.CLASS_NAMES[label] for label in scores['per_class']], list(scores['per_class'].values()),
+        names = [pytorch_cnn.CLASS_NAMES[label] for label in scores['per_class']]
+        bars(axis, names, list(scores['per_class'].values()),
              f'{name.capitalize()}\nbalanced {scores["balanced"]:.1f}% [{low:.1f}, {high:.1f}]')
     write_atomically(path, lambda file: figure.savefig(file, format='png', dpi=90))
     plt.close(figure)

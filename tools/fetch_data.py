@@ -215,23 +215,16 @@ def class_counts(labels):
     return {int(label): int(count) for label, count in zip(*np.unique(labels, return_counts=True))}
 
 
-def real_photos_match(path, listed):
-    """Whether the npz at path holds 28x28 photos with these counts per class, names their folder and comes
-    from this converter."""
+def converted_here(path, listed=None):
+    """Whether the npz at path holds 28x28 photos from this converter that name their folder and, where listed
+    (labels.csv's counts per class) is given, hold exactly those counts."""
     try:
         with np.load(path) as present:
-            return (class_counts(present['labels']) == listed and present['images'].shape[1:] == (28, 28)
-                    and len(present['images']) == sum(listed.values()) and 'source' in present.files
-                    and int(present['converter_version']) == CONVERTER_VERSION)
-    except (OSError, ValueError, KeyError, EOFError):
-        return False
-
-
-def converted_here(path):
-    """Whether path holds real photos written by this converter (their counts need the mirror's labels.csv)."""
-    try:
-        with np.load(path) as present:
-            return int(present['converter_version']) == CONVERTER_VERSION and present['images'].shape[1:] == (28, 28)
+            if (present['images'].shape[1:] != (28, 28) or 'source' not in present.files
+                    or int(present['converter_version']) != CONVERTER_VERSION):
+                return False
+            return listed is None or (class_counts(present['labels']) == listed
+                                      and len(present['images']) == sum(listed.values()))
     except (OSError, ValueError, KeyError, EOFError):
         return False
 
@@ -248,12 +241,12 @@ def fetch_real_photos(out, mirror, name, folder, file_name, resize, other_resize
         return
     with open(os.path.join(source, 'labels.csv'), newline='') as handle:
         listed = class_counts([int(row['label']) for row in csv.DictReader(handle)])
-    if real_photos_match(path, listed):
+    if converted_here(path, listed):
         print(f'{name.capitalize()}: already in {path}')
         return
     arrays = real_photos_from_folder(source, resize, other_resizes)
     write_atomically(path, lambda file: np.savez_compressed(file, **arrays))
-    if not real_photos_match(path, listed):
+    if not converted_here(path, listed):
         raise DataError(f'{path}: its counts per class differ from labels.csv\'s {listed}')
     counts = ', '.join(f'{label}: {count}' for label, count in class_counts(arrays['labels']).items())
     print(f'{name.capitalize()}: wrote {path} ({len(arrays["labels"])} photos; per class {counts})')

@@ -53,13 +53,13 @@ def load_photo_sets(names=tuple(PHOTO_SETS)):
 def bootstrap_weights(labels, senders, rounds, generator):
     """(rounds, N) how often each photo is drawn in each round: whole contributors with replacement where
     senders (N,) is given, else photos with replacement within their class (each class keeps its size)."""
-    weights = torch.zeros(rounds, len(labels), dtype=torch.float64)
     if senders is not None:
         sender_ids, sender_of = senders.unique(return_inverse=True)
         draws = torch.randint(0, len(sender_ids), (rounds, len(sender_ids)), generator=generator)
         per_sender = torch.zeros(rounds, len(sender_ids), dtype=torch.float64).scatter_add_(
             1, draws, torch.ones(draws.shape, dtype=torch.float64))
         return per_sender[:, sender_of]
+    weights = torch.zeros(rounds, len(labels), dtype=torch.float64)
     for label in labels.unique():
         members = (labels == label).nonzero().squeeze(1)
         draws = members[torch.randint(0, len(members), (rounds, len(members)), generator=generator)]
