@@ -67,6 +67,8 @@ class Recipe:
     erase_log_ratio: tuple = _setting((-1.2, 1.2), 'range of the log of its aspect ratio')
     # photo-like scenes: the garment smaller, off-centre, rotated and sheared, on a textured background
     scene_probability: float = _setting(0.0, 'fraction of images laid on a textured background in the main schedule')
+    scene_classes: tuple = _setting(tuple(range(10)), 'the classes whose images may be laid on one (the others '
+                                                      'stay on black)')
     scene_zoom: tuple = _setting((0.7, 1.0), 'range of the garment\'s scale in a scene')
     scene_max_degrees: float = _setting(25.0, 'largest rotation in a scene')
     scene_max_shear: float = _setting(0.3, 'largest shear in a scene')
@@ -88,6 +90,9 @@ class Recipe:
     finetune_scene_probability: float = _setting(0.25, 'fraction of images laid on a textured background in it')
     finetune_scale: tuple = _setting((0.65, 1.08), 'range of the scale factor of its rotated and scaled images '
                                                    '(garments zoomed out on black)')
+    plain_scene_classes: tuple = _setting((0, 1, 2, 3, 4, 6), 'MyNet: the classes laid on scenes in the fine-'
+                                          'tuning of its network for plain backgrounds (footwear and bags stay on '
+                                          'black, as catalogue photos show them)')
     # photometric shifts: each hits its own random fraction of the images, scaled by --photometric
     photometric: float = _setting(1.0, 'scales the probability of every photometric shift (0: none)')
     blur_probability: float = _setting(0.05, 'Gaussian blur ...')
@@ -171,15 +176,22 @@ def box_mask(widths, h, w):
     return (columns >= left) & (columns < w - right) & (rows >= top) & (rows < h - bottom)
 
 
-def standardize_polarity(x, border=2):
+def background_frame(z, border=2):
+    """(B, H, W) True on the ``border``-pixel frame of standardised images z (B, 1, H, W) where their background
+    shows: the image's edge, or just inside padding bars of a colour that is rare inside (see ``padding_bars``)."""
+    h, w = z.shape[-2:]
+    bars = padding_bars(z)
+    return box_mask(bars, h, w) & ~box_mask(bars + border, h, w)
+
+
+def standardize_polarity(x):
     """Per-image standardisation with the background made dark.
 
     x: (B, 1, H, W) float. Returns z with zero mean and unit standard deviation
-    per image, sign-flipped where the ``border``-pixel frame (the background) is
-    brighter than the middle half of the image (where the garment is). Padding bars
-    of a colour that is rare inside (see ``padding_bars``) are not background: the
-    frame is then taken just inside them. The result is the same for ``a * x + b``
-    for every a != 0: brightness, contrast and inversion cannot move it.
+    per image, sign-flipped where the frame of ``background_frame`` is brighter
+    than the middle half of the image (where the garment is). The result is the
+    same for ``a * x + b`` for every a != 0: brightness, contrast and inversion
+    cannot move it.
     """
     if x.shape[0] == 0:
         return x
@@ -187,13 +199,27 @@ def standardize_polarity(x, border=2):
     std = x.std(dim=(1, 2, 3), keepdim=True, unbiased=False).clamp_min(1e-6)
     z = (x - mean) / std
     h, w = z.shape[-2:]
-    bars = padding_bars(z)
-    frame = box_mask(bars, h, w) & ~box_mask(bars + border, h, w)
+    frame = background_frame(z)
     frame_mean = (z[:, 0] * frame).sum(dim=(1, 2)) / frame.sum(dim=(1, 2))
     middle = z[..., h // 4:h - h // 4, w // 4:w - w // 4].mean(dim=(1, 2, 3))
     background_is_light = frame_mean > middle
     sign = 1.0 - 2.0 * background_is_light.to(z.dtype)
     return z * sign.view(-1, 1, 1, 1)
+
+
+def plain_background(x, tolerance=0.05, share=0.7):
+    """(B,) True for the images x (B, 1, H, W) whose background is plain, as on a studio backdrop: at least
+    ``share`` of the frame of ``background_frame`` lies within ``tolerance`` (in the image's standard
+    deviations) of the frame's median. A textured floor, a scene or noise makes a background not plain; brightness,
+    contrast and inversion cannot change the answer."""
+    if x.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.bool)
+    z = standardize_polarity(x.float())[:, 0]
+    frame = background_frame(z.unsqueeze(1))
+    framed = torch.where(frame, z, torch.nan).flatten(1)
+    median = framed.nanmedian(dim=1, keepdim=True).values
+    near = ((framed - median).abs() < tolerance) & frame.flatten(1)
+    return near.sum(dim=1) >= share * frame.flatten(1).sum(dim=1)
 
 
 def conv_bn_relu(in_channels, out_channels):
@@ -213,7 +239,7 @@ def flattened_size(features, image=(1, 28, 28)):
     return size
 
 
-class MyNet(nn.Module):
+class GarmentNet(nn.Module):
     """A VGG-style CNN behind a brightness/contrast/polarity-invariant input stage.
 
     28x28: conv 32 -> pool -> 14x14: conv 64, conv 64 -> pool -> 7x7: conv 192, conv 192
@@ -241,7 +267,30 @@ class MyNet(nn.Module):
         return F.log_softmax(self.classifier(x), dim=1)
 
 
-MODELS = {'FCNet': FCNet, 'SimpleCNN': SimpleCNN, 'MyNet': MyNet}
+class MyNet(nn.Module):
+    """Two GarmentNets: ``plain`` for garments on a plain background (studio and catalogue photos, as
+    Fashion-MNIST's are), ``scene`` for the rest (photos on floors, beds, hangers); each image goes to one of
+    them (see ``plain_background``). Both start from one training; their fine-tunings differ (see
+    ``training_phases``): shoes and bags on textured floors help the second and cost the first.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.plain = GarmentNet()
+        self.scene = GarmentNet()
+
+    def forward(self, x):
+        """x: (B, 1, 28, 28) float, any brightness scale -> log-probabilities (B, 10)."""
+        on_plain = plain_background(x).to(x.device)
+        if on_plain.all() or not on_plain.any():
+            return (self.plain if on_plain.all() else self.scene)(x)
+        from_plain, from_scene = self.plain(x[on_plain]), self.scene(x[~on_plain])
+        log_probabilities = from_plain.new_empty(len(x), 10)
+        log_probabilities[on_plain], log_probabilities[~on_plain] = from_plain, from_scene.to(from_plain.dtype)
+        return log_probabilities
+
+
+MODELS = {'FCNet': FCNet, 'SimpleCNN': SimpleCNN, 'GarmentNet': GarmentNet, 'MyNet': MyNet}
 
 
 def get_model_class(_=None):
@@ -631,14 +680,17 @@ def add_frame_bars(x, level, generator, p, widest=5):
     return torch.where(in_bar, level.expand_as(x), x)
 
 
-def augment(x, generator, recipe=Recipe()):
+def augment(x, generator, recipe=Recipe(), labels=None):
     """The training augmentation: geometry, photo-like scenes, random erasing, then photometric shifts.
 
-    x: (B, 1, 28, 28) in [0, 1] -> the same shape, in [0, 1]; every setting comes from ``recipe``.
+    x: (B, 1, 28, 28) in [0, 1] -> the same shape, in [0, 1]; every setting comes from ``recipe``. Where
+    labels (B,) are given, only images of recipe.scene_classes are laid on scenes.
     """
     x = random_geometry(x, generator, recipe)
     if recipe.scene_probability > 0:
         in_scene = _chosen(x.shape[0], recipe.scene_probability, generator)
+        if labels is not None:
+            in_scene &= torch.isin(labels, torch.tensor(recipe.scene_classes))
         if in_scene.any():
             x = x.clone()
             x[in_scene] = random_scene(x[in_scene], generator, recipe)
@@ -874,7 +926,7 @@ def train_one_pass(training, images, labels, order, recipe, generator):
     total_loss, steps = 0.0, 0
     for start in range(0, len(order), recipe.batch_size):
         batch = order[start:start + recipe.batch_size]
-        x = augment(images[batch], generator, recipe) if recipe.augment else images[batch]
+        x = augment(images[batch], generator, recipe, labels[batch]) if recipe.augment else images[batch]
         per_image = train_step(training, x, labels[batch], recipe)
         training.last_loss[batch] = per_image
         total_loss += per_image.sum().item()
@@ -919,16 +971,33 @@ def log_pass(number, epochs_done, epochs, images, loss, scores, improved, second
           f'{"best" if improved else "    "}  {seconds:5.1f}s  eta {eta / 60:4.1f} min', flush=True)
 
 
-def training_phases(recipe):
-    """The recipe of each phase of training: the main schedule, then, where recipe.finetune_epochs > 0,
-    the fine-tuning: its own one-cycle schedule at finetune_lr, with finetune_scene_probability scenes and
-    finetune_scale as the scale range of its rotated and scaled images."""
-    phases = [recipe]
+def training_phases(recipe, model):
+    """[(the parts of model a phase trains, its recipe)]: the main schedule, then, where recipe.finetune_epochs
+    > 0, the fine-tuning: its own one-cycle schedule at finetune_lr, with finetune_scene_probability scenes
+    and finetune_scale as the scale range of its rotated and scaled images. Parts () are the whole model. For
+    MyNet the main schedule trains one GarmentNet that is both of its networks; the fine-tuning then trains
+    ``scene``, and a second one like it, with scenes for plain_scene_classes only, trains ``plain``."""
+    two_networks = isinstance(model, MyNet)
+    phases = [(('plain', 'scene') if two_networks else (), recipe)]
     if recipe.finetune_epochs > 0:
-        phases.append(dataclasses.replace(recipe, epochs=recipe.finetune_epochs, lr=recipe.finetune_lr,
+        fine_tuning = dataclasses.replace(recipe, epochs=recipe.finetune_epochs, lr=recipe.finetune_lr,
                                           scene_probability=recipe.finetune_scene_probability,
-                                          scale=recipe.finetune_scale))
+                                          scale=recipe.finetune_scale)
+        phases.append((('scene',) if two_networks else (), fine_tuning))
+        if two_networks:
+            phases.append((('plain',), dataclasses.replace(fine_tuning, scene_classes=recipe.plain_scene_classes)))
     return phases
+
+
+def with_parts(model, parts, network):
+    """What a phase validates and saves: a copy of model with each of parts (names of its networks) being
+    network; network itself where parts is ()."""
+    if not parts:
+        return network
+    whole = copy.deepcopy(model)
+    for name in parts:
+        setattr(whole, name, network)
+    return whole
 
 
 @dataclasses.dataclass
@@ -941,16 +1010,17 @@ class Progress:
     best_score: float = -1.0
     best_state: dict = None         # a copy of the best weight average's state_dict
     started: float = dataclasses.field(default_factory=time.time)
-    fine_tuning_from: float = None  # the epoch at which the fine-tuning started
+    fine_tunings: list = dataclasses.field(default_factory=list)    # [(epoch it started, what it trained)]
     history: dict = dataclasses.field(default_factory=lambda: {key: [] for key in (
         'epoch', 'loss', 'val', 'shifted', 'phone', 'catalogue')})
 
 
-def train_phase(training, phase, train_set, checks, generator, progress):
+def train_phase(training, phase, train_set, checks, generator, progress, validated):
     """Trains for phase.epochs epochs' worth of steps, in passes that after the first skip most of the
     easier half of the images (see ``pick_pass``). After each pass it validates the weight average on
-    checks (see ``validate``) and saves it whenever its score is the best so far: the mean of the clean and
-    shifted validation accuracy. The real photos are logged, never counted: they measure, they do not choose."""
+    checks (see ``validate``) and saves it whenever its score is the phase's best so far: the mean of the clean and
+    shifted validation accuracy. validated(average) is the model that holds the weight average (see
+    ``with_parts``). The real photos are logged, never counted: they measure, they do not choose."""
     train_x, train_y = train_set
     phase_end = progress.steps_done + total_steps(phase, len(train_y))
     while progress.steps_done < phase_end:
@@ -959,14 +1029,15 @@ def train_phase(training, phase, train_set, checks, generator, progress):
         order = order[:(phase_end - progress.steps_done) * phase.batch_size]
         loss, steps = train_one_pass(training, train_x, train_y, order, phase, generator)
         progress.steps_done += steps
-        scores = validate(training.average.model, checks)
+        evaluated = validated(training.average.model)
+        scores = validate(evaluated, checks)
         for key, value in {'epoch': progress.steps_done / progress.steps_per_epoch, 'loss': loss, **scores}.items():
             progress.history[key].append(value)
         score = (scores['val'] + scores['shifted']) / 2
         improved = score > progress.best_score
         if improved:
             progress.best_score = score
-            progress.best_state = copy.deepcopy(training.average.model.state_dict())
+            progress.best_state = copy.deepcopy(evaluated.state_dict())
             save_atomically(progress.best_state, progress.out)
         seconds_per_step = (time.time() - progress.started) / progress.steps_done
         log_pass(len(progress.history['loss']), progress.steps_done / progress.steps_per_epoch,
@@ -976,7 +1047,8 @@ def train_phase(training, phase, train_set, checks, generator, progress):
 
 def train(args):
     """Trains args.model under args.recipe, phase after phase (see ``training_phases``); each phase after
-    the first starts from the best weights so far. Saves the best weight average to args.out."""
+    the first starts from the best weights of the one before. Saves each phase's best weight average to
+    args.out as it finds it, so the file ends with the last phase's best."""
     recipe, device = args.recipe, pick_device()
     torch.manual_seed(args.seed)
     generator = torch.Generator().manual_seed(args.seed)
@@ -987,24 +1059,29 @@ def train(args):
           f'{len(train_set[1])} training, {len(checks["val"][1])} validation images'
           + (f', starting from the weights in {args.init}' if args.init else ''))
     autocast_dtype = choose_precision(args.precision, device)
-    phases = training_phases(recipe)
+    phases = training_phases(recipe, model)
     progress = Progress(args.out, math.ceil(len(train_set[1]) / recipe.batch_size),
-                        sum(total_steps(phase, len(train_set[1])) for phase in phases))
+                        sum(total_steps(phase, len(train_set[1])) for _, phase in phases))
     try:
-        for number, phase in enumerate(phases):
+        for number, (parts, phase) in enumerate(phases):
             if number > 0:
-                print(f'fine-tuning: {phase.epochs} epochs, peak lr {phase.lr:g}, scene probability '
-                      f'{phase.scene_probability:g}, from the best weights so far')
+                print(f'fine-tuning{" of " + " and ".join(parts) if parts else ""}: {phase.epochs} epochs, peak lr '
+                      f'{phase.lr:g}, scene probability {phase.scene_probability:g}'
+                      f'{"" if len(phase.scene_classes) == 10 else f" (classes {phase.scene_classes})"}, '
+                      f'from the best weights so far')
                 model.load_state_dict(progress.best_state)
-                progress.fine_tuning_from = progress.steps_done / progress.steps_per_epoch
-            training = start_training(model, phase, len(train_set[1]), device, autocast_dtype)
-            train_phase(training, phase, train_set, checks, generator, progress)
+                progress.best_score = -1.0          # each phase keeps its own best pass
+                progress.fine_tunings.append((progress.steps_done / progress.steps_per_epoch, ' and '.join(parts)))
+            network = getattr(model, parts[0]) if parts else model
+            training = start_training(network, phase, len(train_set[1]), device, autocast_dtype)
+            train_phase(training, phase, train_set, checks, generator, progress,
+                        lambda average, parts=parts: with_parts(model, parts, average))
     except KeyboardInterrupt:
         print('interrupted: the best model so far is already saved')
     print(f'saved {args.out} (best validation score {progress.best_score:.2f}%, '
           f'{(time.time() - progress.started) / 60:.1f} min)')
     if args.history:
-        history = {**progress.history, 'fine_tuning_from': progress.fine_tuning_from}
+        history = {**progress.history, 'fine_tunings': progress.fine_tunings}
         save_atomically(history, args.history, lambda value, file: file.write(json.dumps(value).encode()))
         print(f'wrote {args.history} (`python tools/plot_training.py` draws it)')
     return progress.best_score
@@ -1050,6 +1127,9 @@ def add_recipe_flags(parser):
         flag, default = '--' + field.name.replace('_', '-'), field.default
         if isinstance(default, bool):
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
+                               help=field.metadata['help'])
+        elif field.name.endswith('classes'):
+            group.add_argument(flag, type=int, nargs='+', default=default, metavar='CLASS',
                                help=field.metadata['help'])
         elif isinstance(default, tuple):
             group.add_argument(flag, type=float, nargs=2, default=default, metavar=('LOW', 'HIGH'),
@@ -1100,6 +1180,9 @@ def parse_args(argv=None):
     for flag, value in (('--lr', args.lr), ('--finetune-lr', args.finetune_lr)):
         if not value > 0:
             parser.error(f'{flag} must be positive, got {value:g}')
+    for flag, classes in (('--scene-classes', args.scene_classes), ('--plain-scene-classes', args.plain_scene_classes)):
+        if not all(0 <= label <= 9 for label in classes):
+            parser.error(f'{flag} takes class labels 0 to 9, got {" ".join(map(str, classes))}')
     args.recipe = recipe_from_args(args)
     return args
 

@@ -255,7 +255,7 @@ def test_bench_counts_the_predictions_that_bf16_changes(margin, changed):
 def test_the_training_figure_draws_the_curves_that_were_measured(tmp_path, phone, catalogue, expected):
     import plot_training
     history = {'epoch': [1.0, 2.0, 3.0], 'loss': [1.2, 1.0, 1.1], 'val': [80.0, 85.0, 84.0],
-               'shifted': [70.0, 75.0, 78.0], 'phone': phone, 'catalogue': catalogue, 'fine_tuning_from': 2.0}
+               'shifted': [70.0, 75.0, 78.0], 'phone': phone, 'catalogue': catalogue, 'fine_tunings': [[2.0, 'scene']]}
     (tmp_path / 'history.json').write_text(json.dumps(history))
     plot_training.main([str(tmp_path / 'history.json'), '--out', str(tmp_path / 'training.png')])
     assert plot_training.plot_training(history, str(tmp_path / 'again.png')) == expected
@@ -284,7 +284,7 @@ def test_gpu_sweep_dry_run_scores_every_config_and_keeps_their_models(tmp_path, 
         runs, clean, shifted = int(row[1]), float(row[2]), float(row[3])
         assert runs == 1 and 10.0 < clean <= 100.0 and 10.0 < shifted <= 100.0, row
     logs = (out / 'logs.txt').read_text()
-    epochs = min(pytorch_cnn.Recipe().epochs, 2) + min(pytorch_cnn.Recipe().finetune_epochs, 1)
+    epochs = min(pytorch_cnn.Recipe().epochs, 2) + 2 * min(pytorch_cnn.Recipe().finetune_epochs, 1)   # two fine-tunings
     assert logs.count(f'epoch {epochs:5.2f}/{epochs}') == 2 and logs.count('RESULT ') == 2   # each job's last pass
 
     models = [torch.load(out / f'{name}-s1.pt', map_location='cpu', weights_only=True) for name in rows]

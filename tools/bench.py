@@ -86,7 +86,7 @@ def main(argv=None):
     print(f'processor: {processor_name()}, {torch.get_num_threads()} threads; device {device}; '
           f'bf16 units: {units}; torch {torch.__version__}')
     trained = load_model_or_exit(args.model_pt)
-    model = pytorch_cnn.MyNet().to(device)
+    model = pytorch_cnn.GarmentNet().to(device)         # what each training phase trains
     batch = pytorch_cnn.Recipe().batch_size
     milliseconds = {}
     for name, dtype in (('fp32', None), ('bf16', torch.bfloat16)):

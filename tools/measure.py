@@ -19,11 +19,15 @@ PHOTO_SETS = {
 
 
 def load_model_or_exit(path):
-    """MyNet with the weights at path; a bad file ends the program with one line naming it."""
+    """MyNet with the weights at path, or a GarmentNet (one of its two networks, as ``python pytorch_cnn.py
+    --model GarmentNet`` trains it); a bad file ends the program with one line naming it."""
     try:
         return pytorch_cnn.load_model(path)
     except pytorch_cnn.ModelFileError as error:
-        sys.exit(f'error: {error}')
+        try:
+            return pytorch_cnn.load_model(path, pytorch_cnn.GarmentNet)
+        except pytorch_cnn.ModelFileError:
+            sys.exit(f'error: {error}')
 
 
 def shift_suite(model, images, labels):

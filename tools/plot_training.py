@@ -20,7 +20,8 @@ CURVES = {'val': 'validation, clean', 'shifted': 'validation, shift suite', 'pho
 
 def plot_training(history, path):
     """history: lists under 'epoch', 'loss' and each key of CURVES (entries None where not measured), and
-    'fine_tuning_from' (an epoch, or None). Returns the labels of the accuracy curves drawn."""
+    'fine_tunings' ([epoch it started, the networks it trained ('' for the whole)] each). Returns the labels of
+    the accuracy curves drawn."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -35,8 +36,8 @@ def plot_training(history, path):
     accuracy_axis.set(xlabel='epochs of training steps', ylabel='accuracy [%]',
                       title='Validation accuracy of the EMA weights (single view)')
     for axis in (loss_axis, accuracy_axis):
-        if history.get('fine_tuning_from') is not None:
-            axis.axvline(history['fine_tuning_from'], color='grey', linestyle='--', label='fine-tuning on scenes')
+        for (epoch, networks), style in zip(history.get('fine_tunings', []), ('--', ':', '-.')):
+            axis.axvline(epoch, color='grey', linestyle=style, label=f'fine-tuning of {networks}' if networks else 'fine-tuning')
         axis.legend(fontsize=8)
     figure.tight_layout()
     write_atomically(path, lambda file: figure.savefig(file, format='png', dpi=100))

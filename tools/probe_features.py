@@ -31,7 +31,9 @@ import pytorch_cnn
 
 def real_photo_features(model, images):
     """One view of images (N, 1, 28, 28) through model in eval mode -> {'convolutions' (N, F), 'hidden' (N, 256),
-    'log_probabilities' (N, 10)}. The model's mode is left as it was."""
+    'log_probabilities' (N, 10)}: of a MyNet, those of its scene network, the one for photos on floors and beds.
+    The model's mode is left as it was."""
+    model = model.scene if isinstance(model, pytorch_cnn.MyNet) else model
     was_training = model.training
     model.eval()
     try:
