@@ -37,7 +37,8 @@ def plot_training(history, path):
                       title='Validation accuracy of the EMA weights (single view)')
     for axis in (loss_axis, accuracy_axis):
         for (epoch, networks), style in zip(history.get('fine_tunings', []), ('--', ':', '-.')):
-            axis.axvline(epoch, color='grey', linestyle=style, label=f'fine-tuning of {networks}' if networks else 'fine-tuning')
+            label = f'fine-tuning of {networks}' if networks else 'fine-tuning'
+            axis.axvline(epoch, color='grey', linestyle=style, label=label)
         axis.legend(fontsize=8)
     figure.tight_layout()
     write_atomically(path, lambda file: figure.savefig(file, format='png', dpi=100))
