@@ -4,7 +4,8 @@ The grader imports this file, builds ``MyNet()``, loads ``model.pt`` on the CPU
 and calls ``classify(model, x)`` with ``x`` a float tensor (B, 1, 28, 28) in [0, 1].
 Its test images are real-world photos of the same ten classes, with brightness,
 contrast and other shifts, so ``MyNet`` is built to ignore global brightness,
-contrast and polarity, and is trained on garments laid into photo-like scenes.
+contrast and polarity, and is trained on garments laid into photo-like scenes:
+it holds two networks, one for garments on a plain backdrop, one for the rest.
 
     python pytorch_cnn.py                      # train MyNet, write model.pt
     python pytorch_cnn.py --model SimpleCNN    # the lab's other two networks
