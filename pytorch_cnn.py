@@ -208,7 +208,7 @@ def standardize_polarity(x):
     return z * sign.view(-1, 1, 1, 1)
 
 
-def plain_background(x, tolerance=0.05, share=0.7):
+def plain_background(x, tolerance=0.1, share=0.7):
     """(B,) True for the images x (B, 1, H, W) whose background is plain, as on a studio backdrop: at least
     ``share`` of the frame of ``background_frame`` lies within ``tolerance`` (in the image's standard
     deviations) of the frame's median. A textured floor, a scene or noise makes a background not plain; brightness,
