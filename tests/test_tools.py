@@ -123,6 +123,7 @@ def test_classify_photo_prints_top_three_and_draws_one_figure(data_mirror, tmp_p
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.endswith('%')]
     assert len(lines) == 2 and all(line.count('%') == 3 for line in lines)
+    assert all(' (plain backdrop): ' in line or ' (scene): ' in line for line in lines)
     assert result.stderr.strip().count('\n') == 0 and 'notes.jpg' in result.stderr
     with Image.open(figure) as drawn:
         assert drawn.size[1] > 400                             # a row for each of the two photos

@@ -5,8 +5,9 @@
 
 Each photo is converted the way Fashion-MNIST was made (see photo_convert.py), then
 classified by ``pytorch_cnn.classify``'s model with its test-time views. Prints the
-three most probable classes of each photo and writes one figure: each photo, its
-28x28 conversion and the probabilities of the ten classes. A file that is not an
+three most probable classes of each photo and which of MyNet's networks read it (the
+one for plain backdrops or the one for scenes), and writes one figure: each photo,
+its 28x28 conversion and the probabilities of the ten classes. A file that is not an
 image is named in one line and the others go on.
 """
 import argparse
@@ -22,8 +23,8 @@ import pytorch_cnn
 
 
 def classify_photos(paths, model):
-    """[(path, 28x28 uint8 view, probabilities (10,) array)] for the photos that convert; the others
-    are reported on stderr."""
+    """[(path, 28x28 uint8 view, probabilities (10,) array, 'plain backdrop' or 'scene')] for the photos
+    that convert; the others are reported on stderr."""
     results = []
     for path in photo_files(paths):
         try:
@@ -34,7 +35,9 @@ def classify_photos(paths, model):
         return []
     views = np.stack([view for _, view in results])
     probabilities = pytorch_cnn.class_probabilities(model, views).numpy()
-    return [(path, view, probability) for (path, view), probability in zip(results, probabilities)]
+    plain = pytorch_cnn.plain_background(pytorch_cnn.as_image_batch(views)).tolist()
+    return [(path, view, probability, 'plain backdrop' if on_plain else 'scene')
+            for (path, view), probability, on_plain in zip(results, probabilities, plain)]
 
 
 def top_classes(probabilities, top=3):
@@ -49,11 +52,11 @@ def plot_photos(results, path):
     import matplotlib.pyplot as plt
     figure, axes = plt.subplots(len(results), 3, figsize=(10, 2.4 * len(results)),
                                 gridspec_kw={'width_ratios': [1, 1, 2.2]}, squeeze=False)
-    for (photo_path, view, probabilities), (photo_axis, view_axis, bar_axis) in zip(results, axes):
+    for (photo_path, view, probabilities, network), (photo_axis, view_axis, bar_axis) in zip(results, axes):
         photo_axis.imshow(open_photo(photo_path))
         photo_axis.set_title(os.path.basename(photo_path), fontsize=8)
         view_axis.imshow(view, cmap='gray', vmin=0, vmax=255)
-        view_axis.set_title('28x28, as Fashion-MNIST', fontsize=8)
+        view_axis.set_title(f'28x28, as Fashion-MNIST ({network})', fontsize=8)
         for axis in (photo_axis, view_axis):
             axis.axis('off')
         best = int(np.argmax(probabilities))
@@ -80,9 +83,9 @@ def main(argv=None):
     results = classify_photos(args.photos, model)
     if not results:
         raise SystemExit('no photo could be classified')
-    for path, _, probabilities in results:
+    for path, _, probabilities, network in results:
         ranked = ', '.join(f'{name} {probability:.0%}' for name, probability in top_classes(probabilities, args.top))
-        print(f'{path}: {ranked}')
+        print(f'{path} ({network}): {ranked}')
     plot_photos(results, args.out)
     print(f'wrote {args.out}')
 
