@@ -1157,8 +1157,9 @@ def parse_args(argv=None):
     parser.add_argument('--data', default='data', help='folder holding FashionMNIST/raw')
     parser.add_argument('--out', default='model.pt', help='where the trained state_dict goes')
     parser.add_argument('--init', default=None, metavar='MODEL_PT',
-                        help='start from these weights (a state_dict of --model) instead of random ones; a fine-'
-                             'tuning alone is --init MODEL_PT --finetune-epochs 0 and its settings as the main ones')
+                        help='start from these weights (a state_dict of --model) instead of random ones (MyNet: '
+                             'its main schedule starts from the plain network); a fine-tuning alone is --model '
+                             'GarmentNet --init MODEL_PT --finetune-epochs 0 and its settings as the main ones')
     parser.add_argument('--real-photos', default='data/realphotos-dev.npz', metavar='NPZ',
                         help='phone photos converted by `make data` (logged, never trained on; skipped if absent)')
     parser.add_argument('--catalogue-photos', default='data/catalogue-dev.npz', metavar='NPZ',
