@@ -185,6 +185,21 @@ def background_frame(z, border=2):
     return box_mask(bars, h, w) & ~box_mask(bars + border, h, w)
 
 
+def standardize_with_frame(x):
+    """(z, frame): images x (B, 1, H, W) float standardised as ``standardize_polarity`` says, and their frame
+    (B, H, W) of ``background_frame`` (the same for z and -z), for ``plain_background`` to reuse."""
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    std = x.std(dim=(1, 2, 3), keepdim=True, unbiased=False).clamp_min(1e-6)
+    z = (x - mean) / std
+    h, w = z.shape[-2:]
+    frame = background_frame(z)
+    frame_mean = (z[:, 0] * frame).sum(dim=(1, 2)) / frame.sum(dim=(1, 2))
+    middle = z[..., h // 4:h - h // 4, w // 4:w - w // 4].mean(dim=(1, 2, 3))
+    background_is_light = frame_mean > middle
+    sign = 1.0 - 2.0 * background_is_light.to(z.dtype)
+    return z * sign.view(-1, 1, 1, 1), frame
+
+
 def standardize_polarity(x):
     """Per-image standardisation with the background made dark.
 
@@ -196,27 +211,19 @@ def standardize_polarity(x):
     """
     if x.shape[0] == 0:
         return x
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    std = x.std(dim=(1, 2, 3), keepdim=True, unbiased=False).clamp_min(1e-6)
-    z = (x - mean) / std
-    h, w = z.shape[-2:]
-    frame = background_frame(z)
-    frame_mean = (z[:, 0] * frame).sum(dim=(1, 2)) / frame.sum(dim=(1, 2))
-    middle = z[..., h // 4:h - h // 4, w // 4:w - w // 4].mean(dim=(1, 2, 3))
-    background_is_light = frame_mean > middle
-    sign = 1.0 - 2.0 * background_is_light.to(z.dtype)
-    return z * sign.view(-1, 1, 1, 1)
+    return standardize_with_frame(x)[0]
 
 
-def plain_background(x, tolerance=0.1, share=0.7):
+def plain_background(x, tolerance=0.1, share=0.7, standardized=None):
     """(B,) True for the images x (B, 1, H, W) whose background is plain, as on a studio backdrop: at least
     ``share`` of the frame of ``background_frame`` lies within ``tolerance`` (in the image's standard
     deviations) of the frame's median. A textured floor, a scene or noise makes a background not plain; brightness,
-    contrast and inversion cannot change the answer."""
+    contrast and inversion cannot change the answer. standardized: ``standardize_with_frame(x)``, where the
+    caller has it already."""
     if x.shape[0] == 0:
         return torch.zeros(0, dtype=torch.bool)
-    z = standardize_polarity(x.float())[:, 0]
-    frame = background_frame(z.unsqueeze(1))
+    z, frame = standardized or standardize_with_frame(x.float())
+    z = z[:, 0]
     framed = torch.where(frame, z, torch.nan).flatten(1)
     median = framed.nanmedian(dim=1, keepdim=True).values
     near = ((framed - median).abs() < tolerance) & frame.flatten(1)
@@ -263,9 +270,11 @@ class GarmentNet(nn.Module):
 
     def forward(self, x):
         """x: (B, 1, 28, 28) float, any brightness scale -> log-probabilities (B, 10)."""
-        x = standardize_polarity(x)
-        x = torch.flatten(self.features(x), 1)
-        return F.log_softmax(self.classifier(x), dim=1)
+        return self.read_standardized(standardize_polarity(x))
+
+    def read_standardized(self, z):
+        """z: (B, 1, 28, 28) as ``standardize_polarity`` makes it -> log-probabilities (B, 10)."""
+        return F.log_softmax(self.classifier(torch.flatten(self.features(z), 1)), dim=1)
 
 
 class MyNet(nn.Module):
@@ -282,10 +291,13 @@ class MyNet(nn.Module):
 
     def forward(self, x):
         """x: (B, 1, 28, 28) float, any brightness scale -> log-probabilities (B, 10)."""
-        on_plain = plain_background(x).to(x.device)
+        if x.shape[0] == 0:
+            return self.plain(x)
+        z, frame = standardize_with_frame(x)
+        on_plain = plain_background(x, standardized=(z, frame)).to(x.device)
         if on_plain.all() or not on_plain.any():
-            return (self.plain if on_plain.all() else self.scene)(x)
-        from_plain, from_scene = self.plain(x[on_plain]), self.scene(x[~on_plain])
+            return (self.plain if on_plain.all() else self.scene).read_standardized(z)
+        from_plain, from_scene = self.plain.read_standardized(z[on_plain]), self.scene.read_standardized(z[~on_plain])
         log_probabilities = from_plain.new_empty(len(x), 10)
         log_probabilities[on_plain], log_probabilities[~on_plain] = from_plain, from_scene.to(from_plain.dtype)
         return log_probabilities

@@ -4,10 +4,11 @@
     python tools/bench.py --images 2000    # quicker
 
 Prints the processor and whether it has bf16 units, milliseconds per training step (batch of
-the recipe, one GarmentNet: each phase of MyNet's training trains one of its two) in float32 and under bf16 autocast (emulated, and so slow, on CPUs without bf16
-units), whether ``--precision auto`` chose the faster of the two, images per second of
-``classify`` with and without its test-time views on the first --images test images, and how many
-of its predictions bf16 autocast would change. Run it on a quiet machine: anything else running slows it.
+the recipe, one GarmentNet: each phase of MyNet's training trains one of its two) in float32
+and under bf16 autocast (emulated, and so slow, on CPUs without bf16 units), whether
+``--precision auto`` chose the faster of the two, images per second of ``classify`` with and
+without its test-time views on the first --images test images, and how many of its predictions
+bf16 autocast would change. Run it on a quiet machine: anything else running slows it.
 """
 import argparse
 import copy
