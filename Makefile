@@ -6,8 +6,14 @@ DATA   ?= data
 ZIP    ?= submission.zip
 DATA_MIRROR ?=
 export DATA_MIRROR
+# the grader's PyTorch is unknown: the upload is also checked under the oldest we support (1.13, which wants
+# Python 3.10) and under 2.0; each lives in a virtualenv of its own, built once
+TORCH_1_13 := .venv-torch1.13
+TORCH_2_0  := .venv-torch2.0
+PYTHON310  ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3.10 /usr/bin/python3.10 \
+                  /usr/local/bin/python3.10 /opt/homebrew/bin/python3.10))
 
-.PHONY: help install data numpy cnn evaluate bench run test zip check-zip clean distclean
+.PHONY: help install data numpy cnn evaluate bench run test zip check-zip check-zip-compat clean distclean
 
 help:
 	@echo "make run        install, data, numpy part, evaluate model.pt, zip, check-zip (minutes)"
@@ -20,6 +26,7 @@ help:
 	@echo "make bench      training-step and classify timings on this machine (run it on a quiet machine)"
 	@echo "make zip        submission.zip with exactly the five files BRUTE wants"
 	@echo "make check-zip  emulate the grader on submission.zip"
+	@echo "make check-zip-compat  the same under PyTorch 1.13.1 (Python 3.10) and 2.0.1, the whole test set"
 	@echo "make clean      remove generated files (keeps $(VENV) and $(DATA)); distclean removes those too"
 
 install:
@@ -31,6 +38,20 @@ install:
 		$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt && \
 		touch $(VENV)/.installed; \
 	fi
+
+$(TORCH_1_13)/.installed:
+	@test -n "$(PYTHON310)" || { echo "error: PyTorch 1.13 needs Python 3.10: install it (pyenv install 3.10)" \
+		"or give its path: make PYTHON310=/path/to/python3.10"; exit 1; }
+	@echo "==> $(TORCH_1_13): PyTorch 1.13.1 on $(PYTHON310) (once)"
+	$(PYTHON310) -m venv $(TORCH_1_13)
+	$(TORCH_1_13)/bin/python -m pip install --disable-pip-version-check -q torch==1.13.1 numpy==1.26.4
+	touch $@
+
+$(TORCH_2_0)/.installed:
+	@echo "==> $(TORCH_2_0): PyTorch 2.0.1 on $(PYTHON) (once)"
+	$(PYTHON) -m venv $(TORCH_2_0)
+	$(TORCH_2_0)/bin/python -m pip install --disable-pip-version-check -q torch==2.0.1 numpy==1.26.4
+	touch $@
 
 data: install
 	@echo "==> data: Fashion-MNIST and MNIST into $(DATA)/$(if $(DATA_MIRROR), (mirror $(DATA_MIRROR)))"
@@ -55,7 +76,7 @@ bench: install data
 
 run: install data numpy evaluate zip check-zip
 
-test: install data
+test: install data $(TORCH_1_13)/.installed
 	@echo "==> test: pytest"
 	$(PY) -m pytest tests
 
@@ -67,10 +88,17 @@ check-zip: install data
 	@echo "==> check-zip: emulating the grader on $(ZIP)"
 	$(PY) tools/submission.py check $(ZIP) --data $(DATA)
 
+check-zip-compat: zip data $(TORCH_1_13)/.installed $(TORCH_2_0)/.installed
+	@for venv in $(TORCH_1_13) $(TORCH_2_0); do \
+		echo "==> check-zip-compat: the grader emulation under $$venv" && \
+		$(PY) tools/submission.py check $(ZIP) --data $(DATA) --python $$venv/bin/python \
+			--images 10000 --min-accuracy 94.5 || exit 1; \
+	done
+
 clean:
 	@echo "==> clean: removing generated files"
 	rm -rf submission.zip training_history.json .pytest_cache __pycache__ tests/__pycache__ tools/__pycache__ logs
 
 distclean: clean
 	@echo "==> distclean: removing $(VENV) and $(DATA)"
-	rm -rf $(VENV) $(DATA)
+	rm -rf $(VENV) $(TORCH_1_13) $(TORCH_2_0) $(DATA)

@@ -173,7 +173,8 @@ def padding_bars(z, widest=8, tolerance=0.1, rare=0.05):
 def box_mask(widths, h, w):
     """(B, H, W) True inside the box left when widths (B, 4) of the left, right, top, bottom edge are cut off."""
     left, right, top, bottom = (widths[:, k].view(-1, 1, 1) for k in range(4))
-    rows, columns = torch.arange(h).view(1, h, 1), torch.arange(w).view(1, 1, w)
+    rows = torch.arange(h, device=widths.device).view(1, h, 1)
+    columns = torch.arange(w, device=widths.device).view(1, 1, w)
     return (columns >= left) & (columns < w - right) & (rows >= top) & (rows < h - bottom)
 
 
@@ -221,7 +222,7 @@ def plain_background(x, tolerance=0.1, share=0.7, standardized=None):
     contrast and inversion cannot change the answer. standardized: ``standardize_with_frame(x)``, where the
     caller has it already."""
     if x.shape[0] == 0:
-        return torch.zeros(0, dtype=torch.bool)
+        return torch.zeros(0, dtype=torch.bool, device=x.device)
     z, frame = standardized or standardize_with_frame(x.float())
     z = z[:, 0]
     framed = torch.where(frame, z, torch.nan).flatten(1)
@@ -320,7 +321,7 @@ def as_image_batch(x):
     (B,3,28,28) colour images are turned into grey (luma) with a warning. Raises ValueError for
     NaN or infinite pixels, another channel count or another image size.
     """
-    x = torch.as_tensor(x)
+    x = x if torch.is_tensor(x) else torch.as_tensor(x, device='cpu')     # a tensor stays on its device
     if x.dtype == torch.uint8:
         x = x.float() / 255.0
     x = x.float()
@@ -336,7 +337,7 @@ def as_image_batch(x):
     if x.shape[1] == 3:
         warnings.warn('colour images (B, 3, 28, 28) were turned into grey ones (luma), as Fashion-MNIST is',
                       stacklevel=3)
-        x = torch.einsum('bchw,c->bhw', x, torch.tensor(LUMA)).unsqueeze(1)
+        x = torch.einsum('bchw,c->bhw', x, torch.tensor(LUMA, device=x.device)).unsqueeze(1)
     return x
 
 
@@ -373,9 +374,9 @@ def class_probabilities(model, x, batch_size=256, tta=True):
     images = as_image_batch(x)
     was_training = model.training
     model.eval()
-    summed = torch.zeros(len(images), 10)
-    views_seen = torch.zeros(len(images), 1)
-    unsure = torch.arange(len(images))
+    summed = torch.zeros(len(images), 10, device='cpu')
+    views_seen = torch.zeros(len(images), 1, device='cpu')
+    unsure = torch.arange(len(images), device='cpu')
     with torch.no_grad():
         for stage in VIEW_STAGES if tta else VIEW_STAGES[:1]:
             for start in range(0, len(unsure), batch_size):
@@ -442,7 +443,7 @@ def load_real_photos(path, images_key='images'):
 # ----------------------------------------------------------------------------- augmentation
 
 def _uniform(n, low, high, generator):
-    return low + (high - low) * torch.rand(n, generator=generator)
+    return low + (high - low) * torch.rand(n, generator=generator, device=generator.device)
 
 
 def _log_uniform(n, low, high, generator):
@@ -450,7 +451,7 @@ def _log_uniform(n, low, high, generator):
 
 
 def _chosen(n, p, generator):
-    return torch.rand(n, generator=generator) < p
+    return torch.rand(n, generator=generator, device=generator.device) < p
 
 
 def random_shift_flip(x, generator, max_pixels):
@@ -463,11 +464,11 @@ def random_shift_flip(x, generator, max_pixels):
     flip = _chosen(n, 0.5, generator)
     x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
     padded = F.pad(x, (max_pixels,) * 4)
-    top = torch.randint(0, 2 * max_pixels + 1, (n, 1, 1), generator=generator)
-    left = torch.randint(0, 2 * max_pixels + 1, (n, 1, 1), generator=generator)
-    rows = top + torch.arange(h).view(1, h, 1)
-    cols = left + torch.arange(w).view(1, 1, w)
-    return padded[torch.arange(n).view(-1, 1, 1), 0, rows, cols].unsqueeze(1)
+    top = torch.randint(0, 2 * max_pixels + 1, (n, 1, 1), generator=generator, device=x.device)
+    left = torch.randint(0, 2 * max_pixels + 1, (n, 1, 1), generator=generator, device=x.device)
+    rows = top + torch.arange(h, device=x.device).view(1, h, 1)
+    cols = left + torch.arange(w, device=x.device).view(1, 1, w)
+    return padded[torch.arange(n, device=x.device).view(-1, 1, 1), 0, rows, cols].unsqueeze(1)
 
 
 def random_rotate_scale(x, generator, max_degrees, scale):
@@ -475,7 +476,7 @@ def random_rotate_scale(x, generator, max_degrees, scale):
     n = x.shape[0]
     angle = _uniform(n, -max_degrees, max_degrees, generator) * math.pi / 180
     zoom = _uniform(n, *scale, generator)
-    return affine(x, angle, zoom, torch.zeros(n), torch.zeros(n, 2))
+    return affine(x, angle, zoom, x.new_zeros(n), x.new_zeros(n, 2))
 
 
 def random_geometry(x, generator, recipe):
@@ -494,20 +495,20 @@ def random_erasing(x, generator, p, area, log_ratio):
     ratio = torch.exp(_uniform(n, *log_ratio, generator))
     eh = (target_area * ratio).sqrt().clamp(1, h)
     ew = (target_area / ratio).sqrt().clamp(1, w)
-    top = torch.rand(n, generator=generator) * (h - eh)
-    left = torch.rand(n, generator=generator) * (w - ew)
-    rows = torch.arange(h).view(1, h, 1)
-    cols = torch.arange(w).view(1, 1, w)
+    top = torch.rand(n, generator=generator, device=x.device) * (h - eh)
+    left = torch.rand(n, generator=generator, device=x.device) * (w - ew)
+    rows = torch.arange(h, device=x.device).view(1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, w)
     inside = ((rows >= top.view(-1, 1, 1)) & (rows < (top + eh).view(-1, 1, 1))
               & (cols >= left.view(-1, 1, 1)) & (cols < (left + ew).view(-1, 1, 1)))
     inside &= _chosen(n, p, generator).view(-1, 1, 1)
-    fill = torch.rand(n, 1, 1, generator=generator).expand(n, h, w)
+    fill = torch.rand(n, 1, 1, generator=generator, device=x.device).expand(n, h, w)
     return torch.where(inside.unsqueeze(1), fill.unsqueeze(1), x)
 
 
 def gaussian_blur(x, sigma):
     """Blur each image x[i] (B, 1, H, W) with its own sigma[i] (B,), 5x5 kernel."""
-    offsets = torch.arange(-2, 3, dtype=x.dtype)
+    offsets = torch.arange(-2, 3, dtype=x.dtype, device=x.device)
     weights = torch.exp(-offsets.view(1, -1) ** 2 / (2 * sigma.view(-1, 1) ** 2))
     weights = weights / weights.sum(dim=1, keepdim=True)
     kernels = (weights.unsqueeze(2) * weights.unsqueeze(1)).unsqueeze(1)      # (B, 1, 5, 5)
@@ -522,7 +523,7 @@ def photometric_shift(x, generator, recipe):
     """Photo-like corruptions; each one hits a random fraction of the batch: its probability in the
     recipe times recipe.photometric. x in [0, 1]."""
     n = x.shape[0]
-    ones = torch.ones(n)
+    ones = x.new_ones(n)
     p = {name: min(1.0, recipe.photometric * getattr(recipe, f'{name}_probability')) for name in PHOTOMETRIC}
 
     def per_image(values, chosen, neutral):
@@ -544,8 +545,8 @@ def photometric_shift(x, generator, recipe):
 
     ramp_chosen = _chosen(n, p['ramp'], generator).view(-1, 1, 1, 1)
     h, w = x.shape[-2:]
-    ys = torch.linspace(-0.5, 0.5, h).view(1, 1, h, 1)
-    xs = torch.linspace(-0.5, 0.5, w).view(1, 1, 1, w)
+    ys = torch.linspace(-0.5, 0.5, h, device=x.device).view(1, 1, h, 1)
+    xs = torch.linspace(-0.5, 0.5, w, device=x.device).view(1, 1, 1, w)
     slope_y = _uniform(n, -recipe.ramp_slope, recipe.ramp_slope, generator).view(-1, 1, 1, 1)
     slope_x = _uniform(n, -recipe.ramp_slope, recipe.ramp_slope, generator).view(-1, 1, 1, 1)
     x = x + ramp_chosen * (slope_y * ys + slope_x * xs)
@@ -553,13 +554,13 @@ def photometric_shift(x, generator, recipe):
     x = torch.where(_chosen(n, p['invert'], generator).view(-1, 1, 1, 1), 1.0 - x, x)
 
     noise_std = per_image(_uniform(n, *recipe.noise_std, generator), _chosen(n, p['noise'], generator), 0.0)
-    x = x + noise_std * torch.randn(x.shape, generator=generator)
+    x = x + noise_std * torch.randn(x.shape, generator=generator, device=x.device)
     x = x.clamp(0, 1)
 
     salt_pepper = per_image(_uniform(n, 0.0, recipe.salt_pepper_fraction, generator),
                             _chosen(n, p['salt_pepper'], generator), 0.0)
-    hit = torch.rand(x.shape, generator=generator) < salt_pepper
-    salt = (torch.rand(x.shape, generator=generator) < 0.5).to(x.dtype)
+    hit = torch.rand(x.shape, generator=generator, device=x.device) < salt_pepper
+    salt = (torch.rand(x.shape, generator=generator, device=x.device) < 0.5).to(x.dtype)
     return torch.where(hit, salt, x)
 
 
@@ -583,13 +584,13 @@ def affine(x, angle, zoom, shear, shift, aspect=None):
     moved by shift[i] (B, 2) pixels (right, down); bilinear, zero fill."""
     cos, sin = torch.cos(angle), torch.sin(angle)
     rotation = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
-    shearing = torch.eye(2).repeat(len(angle), 1, 1)
+    shearing = torch.eye(2, dtype=x.dtype, device=x.device).repeat(len(angle), 1, 1)
     shearing[:, 0, 1] = shear
     forward = rotation @ shearing * zoom.view(-1, 1, 1)                 # content -> frame
     if aspect is not None:
         forward = forward @ torch.diag_embed(torch.stack([aspect.sqrt(), aspect.rsqrt()], 1))
     inverse = torch.linalg.inv(forward)
-    offset = 2.0 * shift / torch.tensor(x.shape[-1:-3:-1], dtype=x.dtype)
+    offset = 2.0 * shift / torch.tensor(x.shape[-1:-3:-1], dtype=x.dtype, device=x.device)
     theta = torch.cat([inverse, -(inverse @ offset.unsqueeze(2))], dim=2)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
@@ -603,7 +604,7 @@ def _unit(pattern):
 
 def _smooth_noise(n, channels, cells, h, w, generator):
     """(n, channels, h, w) random values on a cells x cells grid, bicubically interpolated."""
-    coarse = torch.randn(n, channels, cells, cells, generator=generator)
+    coarse = torch.randn(n, channels, cells, cells, generator=generator, device=generator.device)
     return F.interpolate(coarse, size=(h, w), mode='bicubic', align_corners=False)
 
 
@@ -612,20 +613,21 @@ def random_texture(n, generator, h=28, w=28):
     def blotches(cells):
         return _unit(_smooth_noise(n, 1, cells, h, w, generator))
 
-    ys = torch.arange(h, dtype=torch.float32).view(1, 1, h, 1)
-    xs = torch.arange(w, dtype=torch.float32).view(1, 1, 1, w)
+    ys = torch.arange(h, dtype=torch.float32, device=generator.device).view(1, 1, h, 1)
+    xs = torch.arange(w, dtype=torch.float32, device=generator.device).view(1, 1, 1, w)
     angle = _uniform(n, 0, math.pi, generator).view(-1, 1, 1, 1)
     along = xs * torch.cos(angle) + ys * torch.sin(angle)
     across = -xs * torch.sin(angle) + ys * torch.cos(angle)
     period = _uniform(n, 2.5, 12.0, generator).view(-1, 1, 1, 1)
     phase = _uniform(n, 0, 2 * math.pi, generator).view(-1, 1, 1, 1)
-    grain = gaussian_blur(torch.randn(n, 1, h, w, generator=generator), _uniform(n, 0.4, 1.2, generator))
+    grain = gaussian_blur(torch.randn(n, 1, h, w, generator=generator, device=generator.device),
+                          _uniform(n, 0.4, 1.2, generator))
     stripes = torch.sin(2 * math.pi * along / period + phase + 1.5 * blotches(4))
     grid = torch.maximum(torch.cos(2 * math.pi * along / period + phase),
                          torch.cos(2 * math.pi * across / period + phase)) ** 15
     patterns = torch.stack([blotches(5), _unit(grain), _unit(stripes), _unit(grid)])
-    kind = torch.randint(0, len(patterns), (n,), generator=generator)
-    chosen = patterns[kind, torch.arange(n)]
+    kind = torch.randint(0, len(patterns), (n,), generator=generator, device=generator.device)
+    chosen = patterns[kind, torch.arange(n, device=generator.device)]
     weight = _uniform(n, 0.0, 0.6, generator).view(-1, 1, 1, 1)
     return _unit(chosen + weight * blotches(3))
 
@@ -675,8 +677,9 @@ def elastic_warp(x, generator, pixels):
     """Each image x (B, C, H, W) bent by a smooth random displacement of up to about ``pixels``."""
     n, _, h, w = x.shape
     displacement = _smooth_noise(n, 2, 4, h, w, generator).permute(0, 2, 3, 1) * pixels
-    displacement = displacement * 2.0 / torch.tensor([w, h], dtype=x.dtype)
-    identity = F.affine_grid(torch.eye(2, 3).repeat(n, 1, 1), list(x.shape), align_corners=False)
+    displacement = displacement * 2.0 / torch.tensor([w, h], dtype=x.dtype, device=x.device)
+    identity = F.affine_grid(torch.eye(2, 3, dtype=x.dtype, device=x.device).repeat(n, 1, 1), list(x.shape),
+                             align_corners=False)
     return F.grid_sample(x, identity + displacement, mode='bilinear', padding_mode='zeros', align_corners=False)
 
 
@@ -684,10 +687,10 @@ def add_frame_bars(x, level, generator, p, widest=5):
     """For a fraction p of the images x (B, 1, H, W), flat bands of grey ``level`` (B, 1, 1, 1) on two
     opposite sides, as the conversion pads a photo that is not square."""
     n, _, h, w = x.shape
-    width = torch.randint(1, widest + 1, (n, 1, 1, 1), generator=generator)
+    width = torch.randint(1, widest + 1, (n, 1, 1, 1), generator=generator, device=x.device)
     across = _chosen(n, 0.5, generator).view(-1, 1, 1, 1)
-    rows = torch.arange(h).view(1, 1, h, 1)
-    columns = torch.arange(w).view(1, 1, 1, w)
+    rows = torch.arange(h, device=x.device).view(1, 1, h, 1)
+    columns = torch.arange(w, device=x.device).view(1, 1, 1, w)
     in_bar = torch.where(across, (columns < width) | (columns >= w - width), (rows < width) | (rows >= h - width))
     in_bar = in_bar & _chosen(n, p, generator).view(-1, 1, 1, 1)
     return torch.where(in_bar, level.expand_as(x), x)
@@ -703,7 +706,7 @@ def augment(x, generator, recipe=Recipe(), labels=None):
     if recipe.scene_probability > 0:
         in_scene = _chosen(x.shape[0], recipe.scene_probability, generator)
         if labels is not None:
-            in_scene &= torch.isin(labels, torch.tensor(recipe.scene_classes))
+            in_scene &= torch.isin(labels, torch.tensor(recipe.scene_classes, device=labels.device))
         if in_scene.any():
             x = x.clone()
             x[in_scene] = random_scene(x[in_scene], generator, recipe)
@@ -715,20 +718,20 @@ def augment(x, generator, recipe=Recipe(), labels=None):
 
 def _with_noise(x, std, seed):
     generator = torch.Generator().manual_seed(seed)
-    return (x + std * torch.randn(x.shape, generator=generator)).clamp(0, 1)
+    return (x + std * torch.randn(x.shape, generator=generator, device='cpu').to(x.device)).clamp(0, 1)
 
 
 def _affine_all(x, degrees=0.0, zoom=1.0, shear=0.0, right=0.0, down=0.0):
     n = x.shape[0]
-    return affine(x, torch.full((n,), math.radians(degrees)), torch.full((n,), zoom), torch.full((n,), shear),
-                  torch.tensor([[right, down]]).expand(n, 2))
+    return affine(x, x.new_full((n,), math.radians(degrees)), x.new_full((n,), zoom), x.new_full((n,), shear),
+                  x.new_tensor([[right, down]]).expand(n, 2))
 
 
 def _suite_texture(kind, h=28, w=28):
-    """A fixed background (1, 1, h, w) in [0, 1] for the shift suite: tiles, wood, fabric."""
-    ys = torch.arange(h, dtype=torch.float32).view(h, 1)
-    xs = torch.arange(w, dtype=torch.float32).view(1, w)
-    noise = torch.randn(1, 1, h, w, generator=torch.Generator().manual_seed(2))
+    """A fixed background (1, 1, h, w) in [0, 1] on the CPU for the shift suite: tiles, wood, fabric."""
+    ys = torch.arange(h, dtype=torch.float32, device='cpu').view(h, 1)
+    xs = torch.arange(w, dtype=torch.float32, device='cpu').view(1, w)
+    noise = torch.randn(1, 1, h, w, generator=torch.Generator().manual_seed(2), device='cpu')
     if kind == 'tiles':         # light tiles, 9 px apart, with darker grout
         texture = 0.55 - 0.3 * (((ys % 9) < 1.5) | ((xs % 9) < 1.5)).float() + 0.03 * noise
     elif kind == 'wood':        # grain running across, wavy
@@ -740,13 +743,13 @@ def _suite_texture(kind, h=28, w=28):
 
 def _on_background(x, background):
     alpha = garment_mask(x)
-    return alpha * x + (1 - alpha) * background
+    return alpha * x + (1 - alpha) * background.to(x.device)
 
 
 def _on_clutter(x):
     """Other garments of the batch, enlarged and blurred, behind each garment."""
     clutter = _affine_all(x.roll(1, dims=0), degrees=30.0, zoom=1.8)
-    return _on_background(x, 0.15 + 0.5 * gaussian_blur(clutter, torch.full((x.shape[0],), 1.5)))
+    return _on_background(x, 0.15 + 0.5 * gaussian_blur(clutter, x.new_full((x.shape[0],), 1.5)))
 
 
 SHIFTS = {
@@ -757,7 +760,7 @@ SHIFTS = {
     'gamma 2.0': lambda x: x ** 2.0,
     'inverted': lambda x: 1.0 - x,
     'noise 0.1': lambda x: _with_noise(x, 0.1, seed=1),
-    'blur 1.0': lambda x: gaussian_blur(x, torch.full((x.shape[0],), 1.0)),
+    'blur 1.0': lambda x: gaussian_blur(x, x.new_full((x.shape[0],), 1.0)),
     'rotated 10': lambda x: _affine_all(x, degrees=-10.0),       # anticlockwise
     'zoomed out 0.65': lambda x: _affine_all(x, zoom=0.65),
     'off-centre 3,4 px': lambda x: _affine_all(x, right=4.0, down=3.0),
@@ -787,12 +790,16 @@ def balanced_accuracy(predicted, labels):
 
 
 
-def pick_device():
-    if torch.cuda.is_available():
-        return torch.device('cuda')
-    if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available():
-        return torch.device('mps')
-    return torch.device('cpu')
+def pick_device(requested='auto'):
+    """The torch.device for --device requested: auto is CUDA where present, else the CPU (MPS only when asked).
+    Exits with one line where the requested device is not there."""
+    available = {'cpu': True, 'cuda': torch.cuda.is_available(),
+                 'mps': getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()}
+    if requested == 'auto':
+        requested = 'cuda' if available['cuda'] else 'cpu'
+    if not available[requested]:
+        raise SystemExit(f'error: --device {requested}: this PyTorch sees no such device (try --device auto)')
+    return torch.device(requested)
 
 
 class WeightAverage:
@@ -838,9 +845,10 @@ def pick_pass(last_loss, easy_kept, generator):
     not yet trained on) and a random ``easy_kept`` fraction of the rest (1: every image).
     """
     hard = last_loss >= last_loss.median()
-    kept = hard | (torch.rand(len(last_loss), generator=generator) < easy_kept)
+    kept = hard | (torch.rand(len(last_loss), generator=generator, device=generator.device).to(hard.device)
+                   < easy_kept)
     chosen = kept.nonzero().squeeze(1)
-    return chosen[torch.randperm(len(chosen), generator=generator)]
+    return chosen[torch.randperm(len(chosen), generator=generator, device=generator.device).to(chosen.device)]
 
 
 def cpu_has_bf16_units():
@@ -879,11 +887,11 @@ class Training:
     model: nn.Module
     average: WeightAverage
     optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scheduler: 'torch.optim.lr_scheduler.OneCycleLR'   # names in quotes are not looked up at import time:
     last_loss: torch.Tensor         # (N,) each training image's loss when last trained on (inf: never)
     device: torch.device
     autocast_dtype: torch.dtype = None      # the forward pass's dtype under autocast; None: float32
-    scaler: torch.amp.GradScaler = None     # loss scaling, for float16 only
+    scaler: 'torch.amp.GradScaler' = None   # older PyTorch lacks them (see grad_scaler); loss scaling for fp16
 
 
 def start_training(model, recipe, images_in_training, device, autocast_dtype=None):
@@ -899,9 +907,16 @@ def start_training(model, recipe, images_in_training, device, autocast_dtype=Non
         optimizer, max_lr=recipe.lr, total_steps=total_steps(recipe, images_in_training),
         pct_start=recipe.warmup_fraction, div_factor=recipe.lr_start_divisor,
         final_div_factor=recipe.lr_end_divisor)
-    scaler = torch.amp.GradScaler(device.type, enabled=autocast_dtype == torch.float16)
+    scaler = grad_scaler(device, enabled=autocast_dtype == torch.float16)
     return Training(model, WeightAverage(model, recipe.ema_decay, recipe.ema_warmup), optimizer, scheduler,
-                    torch.full((images_in_training,), float('inf')), device, autocast_dtype, scaler)
+                    torch.full((images_in_training,), float('inf'), device=device), device, autocast_dtype, scaler)
+
+
+def grad_scaler(device, enabled):
+    """A loss scaler for float16 training on device (torch.amp's from PyTorch 2.3, torch.cuda.amp's before)."""
+    if hasattr(torch.amp, 'GradScaler'):
+        return torch.amp.GradScaler(device.type, enabled=enabled)
+    return torch.cuda.amp.GradScaler(enabled=enabled and device.type == 'cuda')
 
 
 def total_steps(recipe, images_in_training):
@@ -909,7 +924,7 @@ def total_steps(recipe, images_in_training):
 
 
 def train_step(training, x, y, recipe):
-    """One SGD step on the batch x (B, 1, 28, 28), y (B,); returns each image's loss (B,) on the CPU."""
+    """One SGD step on the batch x (B, 1, 28, 28), y (B,); returns each image's loss (B,) on the training device."""
     x = x.to(training.device).contiguous(memory_format=torch.channels_last)
     dtype = training.autocast_dtype
     with torch.autocast(training.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
@@ -927,7 +942,7 @@ def train_step(training, x, y, recipe):
         training.optimizer.step()
     training.scheduler.step()
     training.average.update(training.model)
-    return per_image.detach().cpu()
+    return per_image.detach()
 
 
 def train_one_pass(training, images, labels, order, recipe, generator):
@@ -936,15 +951,15 @@ def train_one_pass(training, images, labels, order, recipe, generator):
     Writes each image's loss (on its augmented view, label-smoothed) into training.last_loss[order].
     """
     training.model.train()
-    total_loss, steps = 0.0, 0
+    total_loss, steps = 0.0, 0      # the loss stays on the device until the end: no wait for the GPU each step
     for start in range(0, len(order), recipe.batch_size):
         batch = order[start:start + recipe.batch_size]
         x = augment(images[batch], generator, recipe, labels[batch]) if recipe.augment else images[batch]
         per_image = train_step(training, x, labels[batch], recipe)
         training.last_loss[batch] = per_image
-        total_loss += per_image.sum().item()
+        total_loss += per_image.sum().double()
         steps += 1
-    return total_loss / len(order), steps
+    return float(total_loss) / len(order), steps
 
 
 def validation_sets(args):
@@ -1062,12 +1077,16 @@ def train(args):
     """Trains args.model under args.recipe, phase after phase (see ``training_phases``); each phase after
     the first starts from the best weights of the one before. Saves each phase's best weight average to
     args.out as it finds it, so the file ends with the last phase's best."""
-    recipe, device = args.recipe, pick_device()
+    recipe, device = args.recipe, pick_device(args.device)
     torch.manual_seed(args.seed)
-    generator = torch.Generator().manual_seed(args.seed)
     model = load_model(args.init, MODELS[args.model]) if args.init else MODELS[args.model]()
     model = model.to(device).to(memory_format=torch.channels_last)
     train_set, checks = validation_sets(args)
+    # on a GPU the training images, their augmentation and its random numbers live there too: augmenting a
+    # batch on the CPU takes longer than a GPU's training step (EXPERIMENTS, session 21)
+    data_device = device if device.type == 'cuda' else torch.device('cpu')
+    train_set = tuple(part.to(data_device) for part in train_set)
+    generator = torch.Generator(device=data_device).manual_seed(args.seed)
     print(f'{args.model} on {device}, {torch.get_num_threads()} threads: '
           f'{len(train_set[1])} training, {len(checks["val"][1])} validation images'
           + (f', starting from the weights in {args.init}' if args.init else ''))
@@ -1176,6 +1195,8 @@ def parse_args(argv=None):
                         help='phone photos converted by `make data` (logged, never trained on; skipped if absent)')
     parser.add_argument('--catalogue-photos', default='data/catalogue-dev.npz', metavar='NPZ',
                         help='catalogue photos converted by `make data` (the same)')
+    parser.add_argument('--device', choices=('auto', 'cpu', 'cuda', 'mps'), default='auto',
+                        help='where to train; auto: CUDA where present, else the CPU')
     parser.add_argument('--threads', type=int, default=None, help='CPU threads (all when not given)')
     parser.add_argument('--precision', choices=('auto', 'fp32', 'bf16'), default='auto',
                         help='forward pass of training in float32 or bf16 autocast; auto: bf16 on CUDA and on CPUs '

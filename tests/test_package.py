@@ -1,4 +1,5 @@
 """The frame around the two lab parts: data fetching, the upload zip and the grader emulation."""
+import ast
 import gzip
 import os
 import shutil
@@ -14,6 +15,7 @@ from conftest import REPO
 FETCH = os.path.join(REPO, 'tools', 'fetch_data.py')
 SUBMISSION = os.path.join(REPO, 'tools', 'submission.py')
 UPLOAD_FILES = {'numpy_nn.py', 'numpy_nn_training.png', 'numpy_nn_classification.png', 'pytorch_cnn.py', 'model.pt'}
+OLDEST_TORCH_PYTHON = os.path.join(REPO, '.venv-torch1.13', 'bin', 'python')    # `make test` builds it
 FASHION_FILES = ('train-images-idx3-ubyte', 'train-labels-idx1-ubyte',
                  't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte')
 
@@ -205,6 +207,54 @@ def test_check_zip_rejects_a_model_of_another_shape(good_zip, tmp_path):
     result = check(broken)
     assert result.returncode != 0
     assert 'model.pt: does not load into MyNet()' in result.stderr
+
+
+# ----------------------------------------------------------------------------- older PyTorch and Python
+
+@pytest.fixture(scope='module')
+def oldest_torch_python():
+    """The Python of .venv-torch1.13; without it these tests are skipped with a notice, except in CI (CI=true),
+    whose `make test` builds it, where a missing one is an error."""
+    if not os.path.exists(OLDEST_TORCH_PYTHON):
+        message = f'{OLDEST_TORCH_PYTHON} is missing: `make test` builds it (PyTorch 1.13.1 on Python 3.10)'
+        if os.environ.get('CI'):
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return OLDEST_TORCH_PYTHON
+
+
+def check_under(python, path, *args):
+    return run(SUBMISSION, 'check', str(path), '--data', os.path.join(REPO, 'data'), '--python', python, *args)
+
+
+def test_the_upload_classifies_the_test_set_under_pytorch_1_13_as_under_ours(good_zip, fashion_root,
+                                                                              oldest_torch_python):
+    import pytorch_cnn
+    model = pytorch_cnn.load_model(os.path.join(REPO, 'model.pt'))
+    images, labels = pytorch_cnn.load_fashion_mnist(fashion_root, train=False)
+    ours = 100.0 * (pytorch_cnn.classify(model, images) == labels).double().mean().item()
+    result = check_under(oldest_torch_python, good_zip, '--images', str(len(labels)))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'PyTorch 1.13.1' in result.stdout and 'check-zip: OK' in result.stdout
+    assert f'{ours:.2f}% on {len(labels)} Fashion-MNIST test images' in result.stdout
+
+
+def test_an_import_time_reference_to_a_newer_pytorch_fails_the_old_pytorch_check(good_zip, tmp_path,
+                                                                                  oldest_torch_python):
+    with zipfile.ZipFile(good_zip) as archive:
+        source = archive.read('pytorch_cnn.py')
+    newer = rewritten_zip(good_zip, tmp_path / 'newer.zip',
+                          add={'pytorch_cnn.py': source + b'\nSCALER = torch.amp.GradScaler\n'})
+    assert check(newer).returncode == 0                     # fine under the project's own PyTorch
+    result = check_under(oldest_torch_python, newer)
+    assert result.returncode != 0
+    assert "pytorch_cnn.py: import failed: AttributeError: module 'torch.amp' has no attribute" in result.stderr
+
+
+@pytest.mark.parametrize('name', ['numpy_nn.py', 'pytorch_cnn.py', os.path.join('tools', 'submission.py')])
+def test_graded_files_and_the_grader_emulation_are_python_3_8(name):
+    with open(os.path.join(REPO, name)) as handle:
+        ast.parse(handle.read(), name, feature_version=(3, 8))
 
 
 # ----------------------------------------------------------------------------- the README

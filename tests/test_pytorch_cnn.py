@@ -6,7 +6,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
@@ -24,13 +23,9 @@ def test_set(fashion_root):
 
 
 @pytest.fixture(scope='module')
-def committed_test_run(committed_model, test_set):
-    """classify on the 10,000 test images, timed: (accuracy in %, seconds)."""
-    images, labels = test_set
-    started = time.perf_counter()
-    predicted = classify(committed_model, images)
-    seconds = time.perf_counter() - started
-    return percent_correct(predicted, labels), seconds
+def committed_test_accuracy(committed_model, test_set):
+    """classify's accuracy on the 10,000 test images, in % (its time is make bench's, never a test's)."""
+    return percent_correct(classify(committed_model, test_set[0]), test_set[1])
 
 
 # ----------------------------------------------------------------------------- contract
@@ -148,10 +143,6 @@ def test_classify_adds_views_only_while_unsure(committed_model, test_set, monkey
     torch.testing.assert_close(classify(committed_model, images, tta=False), labels[0])
     monkeypatch.setattr(pytorch_cnn, 'SURE', 1.01)
     torch.testing.assert_close(classify(committed_model, images), labels[2])
-
-
-def test_classify_takes_at_most_20_seconds_for_10000_images(committed_test_run):
-    assert committed_test_run[1] <= 20.0
 
 
 # ----------------------------------------------------------------------------- robustness by design
@@ -423,8 +414,8 @@ def test_committed_model_size():
     assert sum(parameter.numel() for parameter in MyNet().parameters()) <= 2_000_000
 
 
-def test_committed_model_test_accuracy(committed_test_run):
-    assert committed_test_run[0] >= 94.5
+def test_committed_model_test_accuracy(committed_test_accuracy):
+    assert committed_test_accuracy >= 94.5
 
 
 @pytest.mark.parametrize('shift', pytorch_cnn.PHOTOMETRIC_SHIFTS)
@@ -446,14 +437,42 @@ def test_committed_model_under_other_shifts_keeps_most_accuracy(committed_model,
         assert pytorch_cnn.accuracy(committed_model, pytorch_cnn.SHIFTS[shift](images), labels) >= 80.0, shift
 
 
+# ----------------------------------------------------------------------------- devices
+
+def test_every_tensor_takes_the_device_of_the_data_it_meets(committed_model, test_set):
+    """Inside torch.device('meta') a tensor made without naming its device lands on the meta device, where the
+    CPU data it then meets stops the code: the mistake that stops a training on a GPU, shown without one."""
+    images, labels = test_set[0][:64], test_set[1][:64]
+    mixed = torch.cat([images[:32], pytorch_cnn.SHIFTS['on tiles'](images[32:])])   # both of MyNet's networks
+    assert 0 < pytorch_cnn.plain_background(mixed).sum() < len(mixed)
+    recipe = dataclasses.replace(pytorch_cnn.Recipe(), scene_probability=0.5, scene_aspect=1.3)
+    generator, last_loss = torch.Generator().manual_seed(0), torch.rand(100)
+    network = pytorch_cnn.GarmentNet()
+    with torch.device('meta'):
+        outputs = [network(images), committed_model(mixed), classify(committed_model, mixed),
+                   pytorch_cnn.augment(images, generator, recipe, labels), pytorch_cnn.pick_pass(last_loss, 0.3, generator),
+                   *(shift(images) for shift in pytorch_cnn.SHIFTS.values())]
+    assert all(output.device.type == 'cpu' for output in outputs)
+
+
+def test_auto_device_is_cuda_where_present_else_the_cpu_and_mps_only_when_asked(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    assert pytorch_cnn.pick_device('auto') == pytorch_cnn.pick_device('cpu') == torch.device('cpu')
+    with pytest.raises(SystemExit, match='--device cuda: this PyTorch sees no such device'):
+        pytorch_cnn.pick_device('cuda')
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    assert pytorch_cnn.pick_device('auto') == torch.device('cuda')
+
+
 # ----------------------------------------------------------------------------- training smoke run
 
 def test_dry_run_trains_and_writes_a_loadable_model_and_its_history(tmp_path, fashion_root, repo):
     out, history = tmp_path / 'dry.pt', tmp_path / 'dry.json'
-    result = subprocess.run([sys.executable, 'pytorch_cnn.py', '--dry-run', '--data', fashion_root,
+    result = subprocess.run([sys.executable, 'pytorch_cnn.py', '--dry-run', '--device', 'cpu', '--data', fashion_root,
                              '--out', str(out), '--history', str(history)],
                             cwd=repo, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith('MyNet on cpu,')
     fine_tuning = min(pytorch_cnn.Recipe().finetune_epochs, 1)
     assert f'pass   1  epoch  1.00/{2 + 2 * fine_tuning}' in result.stdout and 'saved' in result.stdout
     assert ('fine-tuning of scene:' in result.stdout) == ('fine-tuning of plain:' in result.stdout) == (fine_tuning > 0)
