@@ -6,6 +6,7 @@ Its test images are real-world photos of the same ten classes, with brightness,
 contrast and other shifts, so ``MyNet`` is built to ignore global brightness,
 contrast and polarity, and is trained on garments laid into photo-like scenes:
 it holds two networks, one for garments on a plain backdrop, one for the rest.
+``classify`` also reads its batch: similar photos pull each other's classes.
 
     python pytorch_cnn.py                      # train MyNet, write model.pt
     python pytorch_cnn.py --model SimpleCNN    # the lab's other two networks
@@ -273,9 +274,17 @@ class GarmentNet(nn.Module):
         """x: (B, 1, 28, 28) float, any brightness scale -> log-probabilities (B, 10)."""
         return self.read_standardized(standardize_polarity(x))
 
-    def read_standardized(self, z):
-        """z: (B, 1, 28, 28) as ``standardize_polarity`` makes it -> log-probabilities (B, 10)."""
-        return F.log_softmax(self.classifier(torch.flatten(self.features(z), 1)), dim=1)
+    def forward_with_features(self, x):
+        """x as ``forward`` -> (log-probabilities (B, 10), penultimate features (B, 256), network (B,): all 0)."""
+        log_probabilities, features = self.read_standardized(standardize_polarity(x), with_features=True)
+        return log_probabilities, features, torch.zeros(len(x), dtype=torch.long, device=x.device)
+
+    def read_standardized(self, z, with_features=False):
+        """z: (B, 1, 28, 28) as ``standardize_polarity`` makes it -> log-probabilities (B, 10), and with_features
+        also the penultimate features (B, 256) that the last layer reads them from."""
+        hidden = self.classifier[:-1](torch.flatten(self.features(z), 1))
+        log_probabilities = F.log_softmax(self.classifier[-1](hidden), dim=1)
+        return (log_probabilities, hidden) if with_features else log_probabilities
 
 
 class MyNet(nn.Module):
@@ -292,16 +301,26 @@ class MyNet(nn.Module):
 
     def forward(self, x):
         """x: (B, 1, 28, 28) float, any brightness scale -> log-probabilities (B, 10)."""
+        return self.forward_with_features(x)[0]
+
+    def forward_with_features(self, x):
+        """x as ``forward`` -> (log-probabilities (B, 10), the penultimate features (B, 256) of the network that
+        read each image, and which one it was (B,): 0 plain, 1 scene). Features of two networks do not compare."""
         if x.shape[0] == 0:
-            return self.plain(x)
+            return self.plain.forward_with_features(x)
         z, frame = standardize_with_frame(x)
         on_plain = plain_background(x, standardized=(z, frame)).to(x.device)
+        network = (~on_plain).long()
         if on_plain.all() or not on_plain.any():
-            return (self.plain if on_plain.all() else self.scene).read_standardized(z)
-        from_plain, from_scene = self.plain.read_standardized(z[on_plain]), self.scene.read_standardized(z[~on_plain])
-        log_probabilities = from_plain.new_empty(len(x), 10)
-        log_probabilities[on_plain], log_probabilities[~on_plain] = from_plain, from_scene.to(from_plain.dtype)
-        return log_probabilities
+            return (*(self.plain if on_plain.all() else self.scene).read_standardized(z, with_features=True), network)
+        from_plain = self.plain.read_standardized(z[on_plain], with_features=True)
+        from_scene = self.scene.read_standardized(z[~on_plain], with_features=True)
+        outputs = []
+        for plain_part, scene_part in zip(from_plain, from_scene):
+            whole = plain_part.new_empty(len(x), plain_part.shape[1])
+            whole[on_plain], whole[~on_plain] = plain_part, scene_part.to(plain_part.dtype)
+            outputs.append(whole)
+        return (*outputs, network)
 
 
 MODELS = {'FCNet': FCNet, 'SimpleCNN': SimpleCNN, 'GarmentNet': GarmentNet, 'MyNet': MyNet}
@@ -361,14 +380,86 @@ VIEW_STAGES = (((False, 0, 0),), ((True, 0, 0),),
                      for rows, columns in ((0, 1), (0, -1), (1, 0), (-1, 0))))
 
 
-def class_probabilities(model, x, batch_size=256, tta=True):
-    """Class probabilities (B, 10) for images x (see ``as_image_batch`` for accepted forms).
+# adapt_to_batch: each image is pulled towards the classes of up to NEIGHBOURS images of its batch whose features
+# (cosine) are at least NEAR to its own, with full STRENGTH from FULL_STRENGTH_AT images up, less below, and only
+# where the batch is less sure of itself than the network is of Fashion-MNIST: not at all at a mean winning
+# probability of CONFIDENT or more, fully at UNSURE or less
+NEIGHBOURS = 5
+NEAR = 0.92
+STRENGTH = 1.0
+FULL_STRENGTH_AT = 256
+CONFIDENT = 0.85
+UNSURE = 0.78
+ITERATIONS = 30
 
-    Runs in eval mode without gradients on the model's device, then restores the
-    mode the model was in. Each row is the mean class probability over the views
-    seen; with ``tta`` (test-time augmentation) the images whose winning class gets
-    less than SURE see the next stage of VIEW_STAGES, up to ten views. Float input
-    in 0..255 works too: ``MyNet`` ignores scale.
+
+def nearest_neighbours(features, k, entries=1 << 22):
+    """(similarities, indices), each (N, k): each row's k most similar other rows of features (N, F) by cosine.
+    Found a block of rows at a time, so memory stays about ``entries`` similarities however large N is."""
+    unit = F.normalize(features, dim=1)
+    rows_per_block = max(1, entries // len(unit))
+    similarities, indices = [], []
+    for start in range(0, len(unit), rows_per_block):
+        block = unit[start:start + rows_per_block] @ unit.T
+        rows = torch.arange(len(block), device=unit.device)
+        block[rows, rows + start] = -float('inf')         # not its own neighbour
+        found = block.topk(k, dim=1)
+        similarities.append(found.values)
+        indices.append(found.indices)
+    return torch.cat(similarities), torch.cat(indices)
+
+
+def laplacian_smoothing(probabilities, features, strength):
+    """LAME (Boudiaf et al., CVPR 2022) on a near-neighbour graph: assignments z (N, 10) that stay close to
+    probabilities (N, 10) and agree with each image's neighbours, z_i proportional to p_i exp(strength sum_j
+    w_ij z_j), by fixed-point iteration. w links i and j (weight 1/2 each way) where j is among i's NEIGHBOURS
+    most similar images in features (N, F) and at least NEAR to it; an image with no such neighbour keeps p_i."""
+    k = min(NEIGHBOURS, len(probabilities) - 1)
+    if k < 1 or strength <= 0:
+        return probabilities
+    similarities, neighbours = nearest_neighbours(features, k)
+    weights = (similarities >= NEAR).to(probabilities.dtype).unsqueeze(2) * (strength / 2)     # (N, k, 1)
+    if not weights.any():
+        return probabilities
+    log_p = probabilities.clamp_min(1e-12).log()
+    z = probabilities
+    for _ in range(ITERATIONS):
+        pulled = (weights * z[neighbours]).sum(dim=1)                                     # i's near neighbours
+        pulled = pulled.index_add(0, neighbours.flatten(), (weights * z.unsqueeze(1)).flatten(0, 1))   # and j's
+        z = torch.softmax(log_p + pulled, dim=1)
+    return z
+
+
+def adapt_to_batch(probabilities, features, networks):
+    """probabilities (N, 10) adjusted to the batch: ``laplacian_smoothing`` among the images that one network
+    read (networks (N,), features (N, F) of that network), at a strength (see ``adaptation_strength``) that
+    grows with their number and their doubt; an image alone keeps its own. The result does not depend on the
+    order of the images."""
+    adapted = probabilities.clone()
+    for network in networks.unique():
+        members = (networks == network).nonzero().squeeze(1)
+        strength = adaptation_strength(probabilities[members])
+        adapted[members] = laplacian_smoothing(probabilities[members], features[members], strength)
+    return adapted
+
+
+def adaptation_strength(probabilities):
+    """STRENGTH for a group of images with probabilities (N, 10), scaled by min(1, N / FULL_STRENGTH_AT) and by
+    where their mean winning probability lies between CONFIDENT (0) and UNSURE (1). On images like its training
+    images the network is surer, and there its own answers beat its neighbours'; on photos unlike them it is
+    less sure, and there similar photos tell more than its read-out does (docs/EXPERIMENTS.md, session 21)."""
+    doubt = (CONFIDENT - probabilities.max(dim=1).values.mean().item()) / (CONFIDENT - UNSURE)
+    return STRENGTH * min(1.0, len(probabilities) / FULL_STRENGTH_AT) * min(1.0, max(0.0, doubt))
+
+
+def image_outputs(model, x, batch_size=256, tta=True):
+    """Each image's own outputs: (probabilities (B, 10), features (B, F), network (B,)), on the CPU.
+
+    Runs in eval mode without gradients on the model's device, then restores the mode the model was
+    in. Each row of probabilities is the mean class probability over the views seen; with ``tta``
+    (test-time augmentation) the images whose winning class gets less than SURE see the next stage of
+    VIEW_STAGES, up to ten views. Features and network are those of ``forward_with_features`` on the
+    first view, None for a model without it. Float input in 0..255 works too: ``MyNet`` ignores scale.
     """
     device = next(model.parameters()).device
     images = as_image_batch(x)
@@ -377,21 +468,44 @@ def class_probabilities(model, x, batch_size=256, tta=True):
     summed = torch.zeros(len(images), 10, device='cpu')
     views_seen = torch.zeros(len(images), 1, device='cpu')
     unsure = torch.arange(len(images), device='cpu')
+    features = networks = None
+    with_features = hasattr(model, 'forward_with_features')
     with torch.no_grad():
         for stage in VIEW_STAGES if tta else VIEW_STAGES[:1]:
             for start in range(0, len(unsure), batch_size):
                 chosen = unsure[start:start + batch_size]
                 batch = images[chosen].to(device)
-                summed[chosen] += sum(model(tta_view(batch, *how)).exp() for how in stage).cpu()
+                if stage is VIEW_STAGES[0] and with_features:
+                    log_probabilities, batch_features, batch_networks = model.forward_with_features(
+                        tta_view(batch, *stage[0]))
+                    if features is None:
+                        features = torch.zeros(len(images), batch_features.shape[1], device='cpu')
+                        networks = torch.zeros(len(images), dtype=torch.long, device='cpu')
+                    features[chosen], networks[chosen] = batch_features.float().cpu(), batch_networks.cpu()
+                    summed[chosen] += log_probabilities.exp().cpu()
+                else:
+                    summed[chosen] += sum(model(tta_view(batch, *how)).exp() for how in stage).cpu()
             views_seen[unsure] += len(stage)
             unsure = unsure[summed[unsure].max(dim=1).values < SURE * views_seen[unsure, 0]]
     model.train(was_training)
-    return summed / views_seen
+    return summed / views_seen, features, networks
 
 
-def classify(model, x, batch_size=256, tta=True):
-    """Predicted labels (B,) int64 for images x: the most probable class of ``class_probabilities``."""
-    return class_probabilities(model, x, batch_size, tta).argmax(dim=1)
+def class_probabilities(model, x, batch_size=256, tta=True, adapt=True):
+    """Class probabilities (B, 10) for images x (see ``as_image_batch`` for accepted forms): each image's own
+    (see ``image_outputs``), then, with ``adapt``, smoothed over its neighbours in the batch (see
+    ``adapt_to_batch``)."""
+    probabilities, features, networks = image_outputs(model, x, batch_size, tta)
+    if adapt and features is not None:
+        probabilities = adapt_to_batch(probabilities, features, networks)
+    return probabilities
+
+
+def classify(model, x, batch_size=256, tta=True, adapt=True):
+    """Predicted labels (B,) int64 for images x: the most probable class of ``class_probabilities``; with adapt,
+    an image's label can depend on the others in x (never on their order), and an image alone gets its own."""
+    return class_probabilities(model, x, batch_size, tta, adapt).argmax(dim=1)
+
 
 
 # ----------------------------------------------------------------------------- data
@@ -778,9 +892,9 @@ PHOTOMETRIC_SHIFTS = ('brighter +0.4', 'low contrast x0.3', 'gamma 0.5', 'gamma 
 
 # ----------------------------------------------------------------------------- training
 
-def accuracy(model, images, labels, tta=True):
-    """Percentage of correctly classified images (float tensors (N,1,28,28) in [0,1])."""
-    return 100.0 * (classify(model, images, tta=tta) == labels).double().mean().item()
+def accuracy(model, images, labels, tta=True, adapt=True):
+    """Percentage of correctly classified images (float tensors (N,1,28,28) in [0,1]), handed to classify at once."""
+    return 100.0 * (classify(model, images, tta=tta, adapt=adapt) == labels).double().mean().item()
 
 
 def balanced_accuracy(predicted, labels):
@@ -979,16 +1093,17 @@ def validation_sets(args):
 
 
 def validate(model, checks):
-    """Single-view accuracy of model on each of ``validation_sets``' checks: {'val', 'shifted': %, 'phone',
-    'catalogue': balanced accuracy in %, None where the photos are absent}."""
+    """Single-view accuracy of model on each of ``validation_sets``' checks, each image on its own (no batch
+    adaptation): {'val', 'shifted': %, 'phone', 'catalogue': balanced accuracy in %, None where the photos are
+    absent}."""
     scores = {}
     for name, found in checks.items():
         if found is None:
             scores[name] = None
         elif name in ('val', 'shifted'):
-            scores[name] = accuracy(model, *found, tta=False)
+            scores[name] = accuracy(model, *found, tta=False, adapt=False)
         else:
-            scores[name] = balanced_accuracy(classify(model, found[0], tta=False), found[1])
+            scores[name] = balanced_accuracy(classify(model, found[0], tta=False, adapt=False), found[1])
     return scores
 
 

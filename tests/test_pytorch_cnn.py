@@ -139,10 +139,111 @@ def test_classify_adds_views_only_while_unsure(committed_model, test_set, monkey
     sure = [one.max(dim=1).values >= pytorch_cnn.SURE, two.max(dim=1).values >= 2 * pytorch_cnn.SURE]
     assert 0.8 < sure[0].float().mean() < 0.98
     expected = torch.where(sure[0], labels[0], torch.where(sure[1], labels[1], labels[2]))
-    torch.testing.assert_close(classify(committed_model, images), expected)
-    torch.testing.assert_close(classify(committed_model, images, tta=False), labels[0])
+    torch.testing.assert_close(classify(committed_model, images, adapt=False), expected)
+    torch.testing.assert_close(classify(committed_model, images, tta=False, adapt=False), labels[0])
     monkeypatch.setattr(pytorch_cnn, 'SURE', 1.01)
-    torch.testing.assert_close(classify(committed_model, images), labels[2])
+    torch.testing.assert_close(classify(committed_model, images, adapt=False), labels[2])
+
+
+# ----------------------------------------------------------------------------- the batch
+
+def clustered_batch(per_class=40, classes=3, wrong=0.3, seed=0):
+    """(probabilities, features, labels): images whose features lie close around one point per class (cosine
+    above NEAR), each image's own probabilities favouring its class, except a ``wrong`` fraction's, which
+    favour the next class a little."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.arange(classes).repeat_interleave(per_class)
+    centres = torch.randn(classes, 64, generator=generator)
+    features = centres[labels] + 0.05 * torch.randn(len(labels), 64, generator=generator)
+    favoured = torch.where(torch.rand(len(labels), generator=generator) < wrong, (labels + 1) % classes, labels)
+    logits = torch.randn(len(labels), 10, generator=generator) * 0.1
+    logits[torch.arange(len(labels)), labels] += 1.0
+    logits[torch.arange(len(labels)), favoured] += 1.3
+    return torch.softmax(logits, dim=1), features, labels
+
+
+def test_adaptation_lets_an_images_near_neighbours_correct_it():
+    probabilities, features, labels = clustered_batch()
+    own = probabilities.argmax(dim=1)
+    assert 0.6 < (own == labels).float().mean() < 0.9
+    adapted = pytorch_cnn.adapt_to_batch(probabilities, features, torch.zeros(len(labels), dtype=torch.long))
+    assert torch.equal(adapted.argmax(dim=1), labels)
+    torch.testing.assert_close(adapted.sum(dim=1), torch.ones(len(labels)))
+
+
+def test_adaptation_does_not_mix_the_two_networks_images():
+    probabilities, features, labels = clustered_batch()
+    networks = torch.arange(len(labels)) % 2          # neighbours only within a network: each half sees 60
+    apart = pytorch_cnn.adapt_to_batch(probabilities, features, networks)
+    for network in (0, 1):
+        members = networks == network
+        alone = pytorch_cnn.adapt_to_batch(probabilities[members], features[members], networks[members])
+        torch.testing.assert_close(apart[members], alone)
+
+
+def test_adaptation_is_weaker_in_small_batches_and_absent_without_near_neighbours():
+    probabilities, features, labels = clustered_batch(per_class=10)
+    networks = torch.zeros(len(labels), dtype=torch.long)
+    small = pytorch_cnn.adapt_to_batch(probabilities, features, networks)
+    strong = pytorch_cnn.laplacian_smoothing(probabilities, features, pytorch_cnn.STRENGTH)
+    assert len(labels) < pytorch_cnn.FULL_STRENGTH_AT
+    assert (small - probabilities).abs().sum() < (strong - probabilities).abs().sum()
+    far_apart = torch.eye(len(labels), 64)             # every pair orthogonal: no neighbour is near
+    torch.testing.assert_close(pytorch_cnn.adapt_to_batch(probabilities, far_apart, networks), probabilities)
+
+
+def test_adaptation_grows_with_the_batchs_doubt_and_size():
+    def batch(count, winning):
+        probabilities = torch.full((count, 10), (1 - winning) / 9)
+        probabilities[:, 0] = winning
+        return probabilities
+
+    full = pytorch_cnn.FULL_STRENGTH_AT
+    assert pytorch_cnn.adaptation_strength(batch(full, pytorch_cnn.CONFIDENT + 0.01)) == 0.0    # as on Fashion-MNIST
+    assert pytorch_cnn.adaptation_strength(batch(full, pytorch_cnn.UNSURE - 0.01)) == pytorch_cnn.STRENGTH
+    middle = (pytorch_cnn.CONFIDENT + pytorch_cnn.UNSURE) / 2
+    assert pytorch_cnn.adaptation_strength(batch(full, middle)) == pytest.approx(pytorch_cnn.STRENGTH / 2)
+    assert pytorch_cnn.adaptation_strength(batch(full // 4, 0.5)) == pytest.approx(pytorch_cnn.STRENGTH / 4)
+
+
+def test_one_image_alone_gets_the_answer_it_gets_without_adaptation(committed_model, test_set):
+    images = pytorch_cnn.SHIFTS['on tiles'](test_set[0][:300])
+    without = classify(committed_model, images, adapt=False)
+    adapted = classify(committed_model, images)
+    changed = (adapted != without).nonzero().squeeze(1)
+    assert len(changed) > 0                            # else this test could not tell them apart
+    for index in [*changed[:5].tolist(), 0, 1]:
+        assert classify(committed_model, images[index:index + 1]).item() == without[index].item()
+
+
+def test_permuting_a_batch_permutes_its_labels(committed_model, test_set):
+    images = pytorch_cnn.SHIFTS['on tiles'](test_set[0][:300])
+    labels = classify(committed_model, images)
+    assert not torch.equal(labels, classify(committed_model, images, adapt=False))
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(1))
+    assert torch.equal(classify(committed_model, images[order]), labels[order])
+
+
+def test_a_batch_of_ten_thousand_never_holds_a_dense_similarity_matrix(monkeypatch):
+    count, blocks, topk = 10_000, [], torch.Tensor.topk
+    monkeypatch.setattr(torch.Tensor, 'topk', lambda self, *args, **kwargs: blocks.append(self.shape)
+                        or topk(self, *args, **kwargs))
+    probabilities, features, _ = clustered_batch(per_class=count // 4, classes=4)
+    adapted = pytorch_cnn.adapt_to_batch(probabilities, features, torch.zeros(count, dtype=torch.long))
+    assert adapted.shape == (count, 10)
+    assert sum(rows for rows, _ in blocks) == count and all(columns == count for _, columns in blocks)
+    assert max(rows * columns for rows, columns in blocks) <= 1 << 22        # 16 MB of floats, not 400 MB
+
+
+def test_nearest_neighbours_in_blocks_are_the_dense_ones():
+    features = torch.randn(500, 16, generator=torch.Generator().manual_seed(0))
+    unit = torch.nn.functional.normalize(features, dim=1)
+    dense = unit @ unit.T
+    dense.fill_diagonal_(-float('inf'))
+    similarities, indices = pytorch_cnn.nearest_neighbours(features, 4, entries=3000)
+    expected = dense.topk(4, dim=1)
+    torch.testing.assert_close(similarities, expected.values)
+    assert torch.equal(indices, expected.indices)
 
 
 # ----------------------------------------------------------------------------- robustness by design

@@ -56,11 +56,14 @@ def test_evaluate_reports_the_test_set_the_shifts_and_both_photo_sets(real_photo
     import evaluate
     evaluate.main(['--limit', '120', '--report', str(tmp_path / 'report.png')])
     out = capsys.readouterr().out
-    assert 'Fashion-MNIST test set: ' in out and '(120 images' in out
-    assert all(f'  {name:18s}' in out for name in pytorch_cnn.SHIFTS)
-    photo_lines = [line for line in out.splitlines() if line.split(' (')[0] in evaluate.load_photo_sets()]
-    assert [line.split(' (')[0] for line in photo_lines] == ['phone photos', 'catalogue photos',
-                                                             'catalogue photos, area resize']
+    assert 'Fashion-MNIST test set, 120 images' in out
+    assert '1      64     500   whole' in out
+    assert all(f'  {name:18s}' in out for name in ['test set', *pytorch_cnn.SHIFTS][2:])
+    photo_lines = [line for line in out.splitlines() if line.split(', ')[0].split(' (')[0] in
+                   ('phone photos', 'catalogue photos')]
+    sets = ['phone photos', 'catalogue photos', 'catalogue photos, area resize']
+    assert [line.split(' (')[0] for line in photo_lines] == [
+        f'{name}, {when}' for name in sets for when in ('1 at a time', '64 at a time', '500 at a time', 'all at once')]
     assert all(line.split(' (')[1].startswith('120):') and 'balanced' in line and 'overall' in line
                for line in photo_lines)
     with Image.open(tmp_path / 'report.png') as figure:
@@ -72,12 +75,28 @@ def test_evaluate_numbers_are_the_projects_accuracies(committed_model, fashion_r
     photos = {'some photos': (torch.rand(30, 1, 28, 28), torch.arange(30) % 3, None)}
     results = evaluate.evaluate(committed_model, fashion_root, photos, limit=200)
     test_x, test_y = (part[:200] for part in pytorch_cnn.load_fashion_mnist(fashion_root, train=False))
-    assert results['test'] == pytorch_cnn.accuracy(committed_model, test_x, test_y)
-    assert results['confusion'].sum() == 200 and results['confusion'].trace() == round(2 * results['test'])
-    assert results['suite']['inverted'] == pytorch_cnn.accuracy(committed_model, 1 - test_x, test_y)
+    assert results['test'][None] == pytorch_cnn.accuracy(committed_model, test_x, test_y)        # all at once
+    assert results['test'][1] == pytorch_cnn.accuracy(committed_model, test_x, test_y, adapt=False)
+    assert results['confusion'].sum() == 200 and results['confusion'].trace() == round(2 * results['test'][500])
+    assert results['suite'][None]['inverted'] == pytorch_cnn.accuracy(committed_model, 1 - test_x, test_y)
     predicted = pytorch_cnn.classify(committed_model, photos['some photos'][0])
-    assert results['photos']['some photos']['balanced'] == pytest.approx(
+    assert results['photos'][None]['some photos']['balanced'] == pytest.approx(
         pytorch_cnn.balanced_accuracy(predicted, photos['some photos'][1]))
+
+
+def test_labels_by_batch_size_are_classifys_answers_to_those_batches(committed_model, fashion_root):
+    from measure import labels_by_batch_size
+    images, labels = (part[:300] for part in pytorch_cnn.load_fashion_mnist(fashion_root, train=False))
+    images = pytorch_cnn.SHIFTS['on tiles'](images)
+    guessed = labels_by_batch_size(committed_model, images, (1, 64, 128), seed=3)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(3))
+    for size in (1, 64, 128):
+        by_calls = torch.empty(len(images), dtype=torch.long)
+        for start in range(0, len(images), size):
+            batch = order[start:start + size]
+            by_calls[batch] = pytorch_cnn.classify(committed_model, images[batch])
+        assert torch.equal(guessed[size], by_calls), size
+    assert not torch.equal(guessed[1], guessed[128])        # else this test could not tell batches apart
 
 
 # ----------------------------------------------------------------------------- compare_models.py
@@ -87,7 +106,7 @@ def test_compare_models_numbers_are_the_projects_accuracies(committed_model, fas
     images, labels = pytorch_cnn.load_fashion_mnist(fashion_root, train=True)
     _, (val_x, val_y) = pytorch_cnn.split_train_val(images, labels, 5000)
     val, shifted = (val_x[:300], val_y[:300]), (val_x[:40], val_y[:40])
-    numbers = compare_models.validation_numbers(committed_model, val, shifted, {})
+    numbers = compare_models.validation_numbers(committed_model, val, shifted, {})[None]       # all at once
     assert numbers['clean'] == pytorch_cnn.accuracy(committed_model, *val)
     assert numbers['shifts']['inverted'] == pytorch_cnn.accuracy(committed_model, 1.0 - shifted[0], shifted[1])
     assert sorted(numbers['shifts']) == sorted(set(pytorch_cnn.SHIFTS) - {'clean'})
@@ -100,7 +119,8 @@ def test_compare_models_reports_a_worse_model_as_a_loss_on_both_photo_sets(real_
                                                                            untrained_model_file):
     result = tool('compare_models.py', 'model.pt', untrained_model_file, '--val-images', '100', '--shift-images', '8')
     assert result.returncode == 0, result.stderr
-    first, second = result.stdout.split(untrained_model_file + ': clean')
+    first, second = result.stdout.split(untrained_model_file + ', 500 at a time: clean')[0:2]
+    first = first.split('model.pt, 500 at a time: clean')[1]
     for name in ('phone photos', 'catalogue photos', 'catalogue photos, area resize'):
         assert f'    {name} (' in first and 'gain' not in first.split(f'    {name} (')[1].split('\n')[0]
         line = second.split(f'    {name} (')[1].split('\n')[0]
@@ -124,6 +144,7 @@ def test_classify_photo_prints_top_three_and_draws_one_figure(data_mirror, tmp_p
     lines = [line for line in result.stdout.splitlines() if line.endswith('%')]
     assert len(lines) == 2 and all(line.count('%') == 3 for line in lines)
     assert all(' (plain backdrop): ' in line or ' (scene): ' in line for line in lines)
+    assert '2 photo(s) classified in one batch, adapted to each other' in result.stdout
     assert result.stderr.strip().count('\n') == 0 and 'notes.jpg' in result.stderr
     with Image.open(figure) as drawn:
         assert drawn.size[1] > 400                             # a row for each of the two photos

@@ -3,37 +3,43 @@
     python tools/compare_models.py model.pt /tmp/new.pt
     python tools/compare_models.py model.pt --val-images 1000      # quicker
 
-For each file: accuracy on the validation split (``classify`` with its views), every shift of the
-suite on the first --shift-images validation images (the photometric and scene means and the worst
-shift), and each real-photo set that `make data` converted (phone photos; catalogue photos under the
-paper's conversion and an area/Lanczos resize): balanced accuracy with its 90% interval, overall accuracy
-and each class's; from the second file on also its balanced gain over the first file with a paired
-interval (both models on the same bootstrap draws, so it is much narrower than either model's own).
-The split is the one training holds out (``--val-size`` images, the same for every seed).
+For each file and each number of images handed to ``classify`` at once (one, 64, 500, the whole set, in
+a fixed random order: see measure.labels_by_batch_size): accuracy on the validation split (``classify``
+with its views), every shift of the suite on the first --shift-images validation images (the photometric
+and scene means and the worst shift), and each real-photo set that `make data` converted (phone photos;
+catalogue photos under the paper's conversion and an area/Lanczos resize): balanced accuracy with its 90%
+interval, overall accuracy and each class's; from the second file on also its balanced gain over the first
+file at the same batch size, with a paired interval (both models on the same bootstrap draws, so it is much
+narrower than either model's own). The split is the one training holds out (``--val-size`` images, the
+same for every seed).
 """
 import argparse
 import os
 
 from common import REPO
-from measure import (describe_scores, load_model_or_exit, load_photo_sets, real_photo_scores,
-                     shift_group_means, shift_suite)
+from measure import (BATCH_SIZES, accuracies_by_batch_size, at_a_time, describe_scores, labels_by_batch_size,
+                     load_model_or_exit, load_photo_sets, real_photo_scores, shift_group_means, shift_suite)
 import pytorch_cnn
 
 
-def validation_numbers(model, val, shifted_images, photo_sets, baselines=None):
-    """{'clean', 'shifts' {name: %}, 'suite', 'photometric', 'scene' (means), 'photos' {set name:
-    real_photo_scores}, 'predicted' {set name: labels}} for val (images, labels), the shift suite on
+def validation_numbers(model, val, shifted_images, photo_sets, baselines=None, batch_sizes=BATCH_SIZES):
+    """{batch size: {'clean', 'shifts' {name: %}, 'suite', 'photometric', 'scene' (means), 'photos' {set name:
+    real_photo_scores}, 'predicted' {set name: labels}}} for val (images, labels), the shift suite on
     shifted_images (images, labels) and photo_sets ({name: (images, labels, senders)}); baselines: another
-    model's 'predicted', for the paired gains."""
-    shifts = shift_suite(model, *shifted_images)
-    del shifts['clean']
-    photos, predicted = {}, {}
-    for name, (images, labels, senders) in photo_sets.items():
-        predicted[name] = pytorch_cnn.classify(model, images)
-        photos[name] = real_photo_scores(predicted[name], labels, senders,
-                                         baseline=baselines and baselines[name])
-    return {'clean': pytorch_cnn.accuracy(model, *val), 'shifts': shifts, 'suite': sum(shifts.values()) / len(shifts),
-            **shift_group_means(shifts), 'photos': photos, 'predicted': predicted}
+    model's {batch size: 'predicted'}, for the paired gains."""
+    clean = accuracies_by_batch_size(model, *val, batch_sizes)
+    suite = shift_suite(model, *shifted_images, batch_sizes)
+    guessed = {name: labels_by_batch_size(model, images, batch_sizes) for name, (images, _, _) in photo_sets.items()}
+    numbers = {}
+    for size in batch_sizes:
+        shifts = {name: value for name, value in suite[size].items() if name != 'clean'}
+        predicted = {name: by_size[size] for name, by_size in guessed.items()}
+        photos = {name: real_photo_scores(predicted[name], labels, senders,
+                                          baseline=baselines and baselines[size][name])
+                  for name, (_, labels, senders) in photo_sets.items()}
+        numbers[size] = {'clean': clean[size], 'shifts': shifts, 'suite': sum(shifts.values()) / len(shifts),
+                         **shift_group_means(shifts), 'photos': photos, 'predicted': predicted}
+    return numbers
 
 
 def describe(name, numbers, photo_counts):
@@ -69,8 +75,9 @@ def main(argv=None):
     first_predicted = None
     for path, model in models:
         numbers = validation_numbers(model, val, shifted_images, photo_sets, first_predicted)
-        print(describe(path, numbers, counts), flush=True)
-        first_predicted = first_predicted or numbers['predicted']
+        for size, at_size in numbers.items():
+            print(describe(f'{path}, {at_a_time(size)}', at_size, counts), flush=True)
+        first_predicted = first_predicted or {size: at_size['predicted'] for size, at_size in numbers.items()}
 
 
 if __name__ == '__main__':

@@ -3,8 +3,10 @@
     python tools/evaluate.py                 # model.pt (make evaluate)
     python tools/evaluate.py new.pt --report new_report.png
 
-The test set is read to report a model, never to choose one (tools/compare_models.py uses the validation
-split). Real photos (`make data` converts them from a mirror) are scored by balanced accuracy, the mean of
+Every set is classified as the grader may hand it to ``classify``: one image at a time, in batches of 64 and
+500, and the whole set at once, in a fixed random order (see measure.labels_by_batch_size); the figure shows
+batches of 500. The test set is read to report a model, never to choose one (tools/compare_models.py uses
+the validation split). Real photos (`make data` converts them from a mirror) are scored by balanced accuracy, the mean of
 the per-class accuracies, with a 90% bootstrap interval: over contributors for the phone photos, over
 photos within each class for the catalogue photos, which are reported under two conversions (the paper's
 subsampling and an area/Lanczos resize). The figure shows numbers only, never a photo.
@@ -16,9 +18,11 @@ import time
 import torch
 
 from common import REPO, percent_correct, write_atomically
-from measure import (describe_scores, load_model_or_exit, load_photo_sets, real_photo_scores, shift_group_means,
-                     shift_suite)
+from measure import (BATCH_SIZES, at_a_time, batch_name, describe_scores, labels_by_batch_size, load_model_or_exit,
+                     load_photo_sets, real_photo_scores, shift_group_means, shift_suite)
 import pytorch_cnn
+
+PICTURED = 500      # the batch size the figure shows
 
 
 def confusion_matrix(predicted, labels, classes=10):
@@ -27,26 +31,34 @@ def confusion_matrix(predicted, labels, classes=10):
 
 
 def evaluate(model, data, photo_sets, limit=None):
-    """{'test', 'seconds', 'confusion', 'suite', 'groups', 'photos': {set name: real_photo_scores}}, printed;
-    limit: only the first this many test images and photos of each set."""
+    """{'test': {batch size: %}, 'seconds', 'confusion' (batches of PICTURED), 'suite': {batch size: {shift: %}},
+    'groups': {batch size: {group: mean %}}, 'photos': {batch size: {set name: real_photo_scores}}}, printed
+    (batch sizes: measure.BATCH_SIZES, None for the whole set); limit: only the first this many test images and
+    photos of each set."""
     test_x, test_y = (part[:limit] for part in pytorch_cnn.load_fashion_mnist(data, train=False))
     started = time.time()
-    predicted = pytorch_cnn.classify(model, test_x)
+    pytorch_cnn.classify(model, test_x)
     seconds = time.time() - started
-    results = {'test': percent_correct(predicted, test_y), 'seconds': seconds,
-               'confusion': confusion_matrix(predicted, test_y), 'suite': shift_suite(model, test_x, test_y)}
-    print(f'Fashion-MNIST test set: {results["test"]:.2f}% ({len(test_y)} images classified in {seconds:.1f} s)')
-    for name, value in results['suite'].items():
-        print(f'  {name:18s} {value:6.2f}%')
-    results['groups'] = shift_group_means(results['suite'])
-    for group, mean in results['groups'].items():
-        print(f'  {"mean, " + group:18s} {mean:6.2f}%')
-    results['photos'] = {}
+    predicted = labels_by_batch_size(model, test_x)
+    results = {'test': {size: percent_correct(labels, test_y) for size, labels in predicted.items()},
+               'seconds': seconds, 'confusion': confusion_matrix(predicted[PICTURED], test_y),
+               'suite': shift_suite(model, test_x, test_y)}
+    results['groups'] = {size: shift_group_means(suite) for size, suite in results['suite'].items()}
+    print(f'Fashion-MNIST test set, {len(test_y)} images (classify of all at once: {seconds:.1f} s), accuracy '
+          f'in % by images per call:')
+    print(f'  {"":18s}' + ''.join(f'{batch_name(size):>8s}' for size in BATCH_SIZES))
+    rows = {'test set': results['test'], **{name: {size: results['suite'][size][name] for size in BATCH_SIZES}
+                                            for name in pytorch_cnn.SHIFTS if name != 'clean'},
+            **{'mean, ' + group: {size: results['groups'][size][group] for size in BATCH_SIZES}
+               for group in ('photometric', 'scene')}}
+    for name, by_size in rows.items():
+        print(f'  {name:18s}' + ''.join(f'{by_size[size]:8.2f}' for size in BATCH_SIZES))
+    results['photos'] = {size: {} for size in BATCH_SIZES}
     for name, photos in photo_sets.items():
         images, labels, senders = (part if part is None else part[:limit] for part in photos)
-        scores = real_photo_scores(pytorch_cnn.classify(model, images), labels, senders)
-        results['photos'][name] = scores
-        print(describe_scores(name, len(labels), scores))
+        for size, guessed in labels_by_batch_size(model, images).items():
+            results['photos'][size][name] = real_photo_scores(guessed, labels, senders)
+            print(describe_scores(f'{name}, {at_a_time(size)}', len(labels), results['photos'][size][name]))
     return results
 
 
@@ -55,7 +67,7 @@ def plot_report(results, path):
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    panels = 2 + len(results['photos'])
+    panels = 2 + len(results['photos'][PICTURED])
     figure, axes = plt.subplots(1, panels, figsize=(5.2 * panels, 5.5), layout='constrained')
     confusion = results['confusion'].numpy()
     axes[0].imshow(confusion, cmap='Blues')
@@ -64,9 +76,11 @@ def plot_report(results, path):
                      color='white' if count > confusion.max() / 2 else 'black')
     axes[0].set_xticks(range(10), pytorch_cnn.CLASS_NAMES, rotation=45, ha='right')
     axes[0].set_yticks(range(10), pytorch_cnn.CLASS_NAMES)
-    axes[0].set(xlabel='predicted', ylabel='true', title=f'Fashion-MNIST test set: {results["test"]:.2f}%')
-    bars(axes[1], list(results['suite']), list(results['suite'].values()), 'Test set under each shift')
-    for axis, (name, scores) in zip(axes[2:], results['photos'].items()):
+    axes[0].set(xlabel='predicted', ylabel='true',
+                title=f'Fashion-MNIST test set: {results["test"][PICTURED]:.2f}%\n(classify {PICTURED} images at a time)')
+    suite = results['suite'][PICTURED]
+    bars(axes[1], list(suite), list(suite.values()), 'Test set under each shift')
+    for axis, (name, scores) in zip(axes[2:], results['photos'][PICTURED].items()):
         low, high = scores['balanced_interval']
         names = [pytorch_cnn.CLASS_NAMES[label] for label in scores['per_class']]
         bars(axis, names, list(scores['per_class'].values()),

@@ -30,13 +30,57 @@ def load_model_or_exit(path):
             sys.exit(f'error: {error}')
 
 
-def shift_suite(model, images, labels):
-    """{shift name: accuracy in %} over every shift in pytorch_cnn.SHIFTS, 'clean' included."""
-    return {name: pytorch_cnn.accuracy(model, shift(images), labels) for name, shift in pytorch_cnn.SHIFTS.items()}
+# how many images the grader may hand classify at once: one at a time, 64, 500, or the whole set (None)
+BATCH_SIZES = (1, 64, 500, None)
+
+
+def batch_name(size):
+    """A batch size as a column heads it: '1', '64', ..., 'whole'."""
+    return 'whole' if size is None else str(size)
+
+
+def at_a_time(size):
+    """A batch size in words: '1 at a time', ..., 'all at once'."""
+    return 'all at once' if size is None else f'{size} at a time'
+
+
+def labels_by_batch_size(model, images, batch_sizes=BATCH_SIZES, seed=0):
+    """{batch size: labels (N,)}: what ``classify`` answers for images (N, 1, 28, 28) handed to it in a fixed
+    random order (seeded), batch size at a time (None: all at once), in the images' own order.
+
+    Each image's own outputs do not depend on its batch (eval mode), so the network reads each image once
+    (``image_outputs``) and only ``adapt_to_batch`` sees the batches, as in ``classify``; one at a time is
+    classify without adaptation (an image alone keeps its own answer). Accuracies per class come from these
+    whole passes, never from calls on one class's images."""
+    probabilities, features, networks = pytorch_cnn.image_outputs(model, images)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(seed))
+    labels = {}
+    for size in batch_sizes:
+        adapted = probabilities.clone()
+        if size != 1 and features is not None:
+            step = size or len(images)
+            for start in range(0, len(images), step):
+                batch = order[start:start + step]
+                adapted[batch] = pytorch_cnn.adapt_to_batch(probabilities[batch], features[batch], networks[batch])
+        labels[size] = adapted.argmax(dim=1)
+    return labels
+
+
+def accuracies_by_batch_size(model, images, labels, batch_sizes=BATCH_SIZES):
+    """{batch size: accuracy in %} of ``labels_by_batch_size``."""
+    return {size: 100.0 * (predicted == labels).double().mean().item()
+            for size, predicted in labels_by_batch_size(model, images, batch_sizes).items()}
+
+
+def shift_suite(model, images, labels, batch_sizes=BATCH_SIZES):
+    """{batch size: {shift name: accuracy in %}} over every shift in pytorch_cnn.SHIFTS, 'clean' included."""
+    by_shift = {name: accuracies_by_batch_size(model, shift(images), labels, batch_sizes)
+                for name, shift in pytorch_cnn.SHIFTS.items()}
+    return {size: {name: by_size[size] for name, by_size in by_shift.items()} for size in batch_sizes}
 
 
 def shift_group_means(suite):
-    """{'photometric', 'scene': the mean accuracy over that group's shifts} of a ``shift_suite`` result."""
+    """{'photometric', 'scene': the mean accuracy over that group's shifts} of one batch size's ``shift_suite``."""
     return {group: sum(suite[name] for name in names) / len(names)
             for group, names in (('photometric', pytorch_cnn.PHOTOMETRIC_SHIFTS), ('scene', pytorch_cnn.SCENE_SHIFTS))}
 

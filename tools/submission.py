@@ -184,9 +184,9 @@ def check_pytorch_part(data, images_wanted, min_accuracy):
              f'{getattr(predicted, "shape", None)}, expected a tensor of shape {tuple(labels.shape)}')
     if predicted.dtype not in (torch.int64, torch.int32):
         fail(f'pytorch_cnn.py: classify returned dtype {predicted.dtype}, expected integer labels')
-    single = pytorch_cnn.classify(model, images[:1])
-    if single.shape != (1,) or single[0] != predicted[0]:
-        fail('pytorch_cnn.py: classify gives another label for an image alone than in a batch (eval mode?)')
+    by_mode = [pytorch_cnn.classify(model.train(mode), images[:8]) for mode in (True, False)]
+    if by_mode[0].shape != (8,) or not torch.equal(*by_mode):
+        fail('pytorch_cnn.py: classify answers otherwise when the model is left in training mode (model.eval()?)')
     accuracy = 100.0 * (predicted == labels).double().mean().item()
     if accuracy < min_accuracy:
         fail(f'model.pt: {accuracy:.2f}% on {len(labels)} Fashion-MNIST test images, below {min_accuracy}%')
