@@ -438,8 +438,8 @@ def adapt_to_batch(probabilities, features, networks):
     adapted = probabilities.clone()
     for network in networks.unique():
         members = (networks == network).nonzero().squeeze(1)
-        strength = adaptation_strength(probabilities[members])
-        adapted[members] = laplacian_smoothing(probabilities[members], features[members], strength)
+        own = probabilities[members]
+        adapted[members] = laplacian_smoothing(own, features[members], adaptation_strength(own))
     return adapted
 
 

@@ -206,20 +206,25 @@ def test_adaptation_grows_with_the_batchs_doubt_and_size():
     assert pytorch_cnn.adaptation_strength(batch(full // 4, 0.5)) == pytest.approx(pytorch_cnn.STRENGTH / 4)
 
 
-def test_one_image_alone_gets_the_answer_it_gets_without_adaptation(committed_model, test_set):
+@pytest.fixture(scope='module')
+def tiles_batch(committed_model, test_set):
+    """300 test images on tiles (the scene network's, unsure enough to adapt) and their labels from classify
+    with and without adaptation."""
     images = pytorch_cnn.SHIFTS['on tiles'](test_set[0][:300])
-    without = classify(committed_model, images, adapt=False)
-    adapted = classify(committed_model, images)
+    return images, classify(committed_model, images), classify(committed_model, images, adapt=False)
+
+
+def test_one_image_alone_gets_the_answer_it_gets_without_adaptation(committed_model, tiles_batch):
+    images, adapted, without = tiles_batch
     changed = (adapted != without).nonzero().squeeze(1)
     assert len(changed) > 0                            # else this test could not tell them apart
     for index in [*changed[:5].tolist(), 0, 1]:
         assert classify(committed_model, images[index:index + 1]).item() == without[index].item()
 
 
-def test_permuting_a_batch_permutes_its_labels(committed_model, test_set):
-    images = pytorch_cnn.SHIFTS['on tiles'](test_set[0][:300])
-    labels = classify(committed_model, images)
-    assert not torch.equal(labels, classify(committed_model, images, adapt=False))
+def test_permuting_a_batch_permutes_its_labels(committed_model, tiles_batch):
+    images, labels, without = tiles_batch
+    assert not torch.equal(labels, without)
     order = torch.randperm(len(images), generator=torch.Generator().manual_seed(1))
     assert torch.equal(classify(committed_model, images[order]), labels[order])
 

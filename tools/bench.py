@@ -39,6 +39,18 @@ def processor_name():
         return platform.processor() or platform.machine()
 
 
+def milliseconds_per_call(call, repeats):
+    """Mean milliseconds of call() over ``repeats`` calls after two warm-up calls. call returns a tensor; copying
+    it to the CPU waits for a GPU to finish."""
+    for _ in range(2):
+        call().cpu()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        result = call()
+    result.cpu()
+    return 1000.0 * (time.perf_counter() - started) / repeats
+
+
 def milliseconds_per_step(model, device, dtype, batch_size, steps=6):
     """Time of one ``pytorch_cnn.train_step`` (forward under autocast to dtype, or float32 for None, backward,
     update, weight average) on a copy of model, with random images."""
@@ -48,12 +60,7 @@ def milliseconds_per_step(model, device, dtype, batch_size, steps=6):
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(batch_size, 1, 28, 28, generator=generator)
     y = torch.randint(0, 10, (batch_size,), generator=generator)
-    for step in range(steps + 2):                   # two warm-up steps, then the timed ones
-        if step == 2:
-            started = time.perf_counter()
-        losses = pytorch_cnn.train_step(training, x, y, recipe)
-    losses.cpu()                                    # waits for a GPU to finish
-    return 1000.0 * (time.perf_counter() - started) / steps
+    return milliseconds_per_call(lambda: pytorch_cnn.train_step(training, x, y, recipe), steps)
 
 
 def milliseconds_per_augmentation(images, labels, device, scene_probability, repeats=10):
@@ -61,12 +68,7 @@ def milliseconds_per_augmentation(images, labels, device, scene_probability, rep
     recipe = dataclasses.replace(pytorch_cnn.Recipe(), scene_probability=scene_probability)
     images, labels = images.to(device), labels.to(device)
     generator = torch.Generator(device=device).manual_seed(0)
-    for repeat in range(repeats + 2):
-        if repeat == 2:
-            started = time.perf_counter()
-        augmented = pytorch_cnn.augment(images, generator, recipe, labels)
-    augmented.cpu()
-    return 1000.0 * (time.perf_counter() - started) / repeats
+    return milliseconds_per_call(lambda: pytorch_cnn.augment(images, generator, recipe, labels), repeats)
 
 
 def verdict(chosen, milliseconds):
