@@ -7,7 +7,10 @@ ZIP    ?= submission.zip
 DATA_MIRROR ?=
 export DATA_MIRROR
 # the grader's PyTorch is unknown: the upload is also checked under the oldest we support (1.13, which wants
-# Python 3.10) and under 2.0; each lives in a virtualenv of its own, built once
+# Python 3.10) and under 2.0; each lives in a virtualenv of its own, built once. PyPI has only the CUDA builds
+# of both for Linux (1.13.1 does not import without its NVIDIA libraries): 3.3 GB for 1.13.1. `make test` builds
+# and checks 1.13 where CI=true or COMPAT=1 (CI always does), and elsewhere says how to.
+COMPAT ?= $(if $(CI),1,)
 TORCH_1_13 := .venv-torch1.13
 TORCH_2_0  := .venv-torch2.0
 PYTHON310  ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3.10 /usr/bin/python3.10 \
@@ -17,7 +20,7 @@ PYTHON310  ?= $(firstword $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3.1
 
 help:
 	@echo "make run        install, data, numpy part, evaluate model.pt, zip, check-zip (minutes)"
-	@echo "make test       install, data, pytest  (the test command; CI runs exactly this)"
+	@echo "make test       install, data, pytest  (the test command; CI runs exactly this; COMPAT=1: PyTorch 1.13 too)"
 	@echo "make install    virtualenv in $(VENV) with requirements.txt"
 	@echo "make data       Fashion-MNIST, MNIST (and both real-photo sets from a mirror) into $(DATA)/ (DATA_MIRROR=dir)"
 	@echo "make numpy      train the NumPy network, redraw its two figures"
@@ -76,7 +79,9 @@ bench: install data
 
 run: install data numpy evaluate zip check-zip
 
-test: install data $(TORCH_1_13)/.installed
+test: install data $(if $(COMPAT),$(TORCH_1_13)/.installed)
+	@$(if $(COMPAT),true,echo "==> test: the upload under PyTorch 1.13 is not checked here (3.3 GB, needs" \
+		"Python 3.10): make test COMPAT=1, or make check-zip-compat; CI always checks it")
 	@echo "==> test: pytest"
 	$(PY) -m pytest tests
 

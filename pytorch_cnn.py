@@ -965,10 +965,10 @@ def pick_pass(last_loss, easy_kept, generator):
     return chosen[torch.randperm(len(chosen), generator=generator, device=generator.device).to(chosen.device)]
 
 
-def cpu_has_bf16_units():
+def cpu_has_bf16_units(cpuinfo='/proc/cpuinfo'):
     """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX); elsewhere bf16 is emulated, slowly."""
     try:
-        with open('/proc/cpuinfo') as handle:
+        with open(cpuinfo) as handle:
             flags = next((line.split(':', 1)[1].split() for line in handle if line.startswith('flags')), [])
     except OSError:
         return False
@@ -1150,8 +1150,9 @@ class Progress:
     steps_per_epoch: int
     steps_wanted: int               # of all phases
     steps_done: int = 0
-    best_score: float = -1.0
+    best_score: float = -1.0        # of the phase in progress
     best_state: dict = None         # a copy of the best weight average's state_dict
+    saved: str = None               # what `out` holds, once something was saved
     started: float = dataclasses.field(default_factory=time.time)
     fine_tunings: list = dataclasses.field(default_factory=list)    # [(epoch it started, what it trained)]
     history: dict = dataclasses.field(default_factory=lambda: {key: [] for key in (
@@ -1182,6 +1183,7 @@ def train_phase(training, phase, train_set, checks, generator, progress, validat
             progress.best_score = score
             progress.best_state = copy.deepcopy(evaluated.state_dict())
             save_atomically(progress.best_state, progress.out)
+            progress.saved = f'the weights after pass {len(progress.history["loss"])} (validation score {score:.2f}%)'
         seconds_per_step = (time.time() - progress.started) / progress.steps_done
         log_pass(len(progress.history['loss']), progress.steps_done / progress.steps_per_epoch,
                  progress.steps_wanted / progress.steps_per_epoch, len(order), loss, scores, improved,
@@ -1224,9 +1226,9 @@ def train(args):
             train_phase(training, phase, train_set, checks, generator, progress,
                         lambda average, parts=parts: with_parts(model, parts, average))
     except KeyboardInterrupt:
-        print('interrupted: the best model so far is already saved')
-    print(f'saved {args.out} (best validation score {progress.best_score:.2f}%, '
-          f'{(time.time() - progress.started) / 60:.1f} min)')
+        print('interrupted' + ('' if progress.saved else f': nothing saved yet, {args.out} is as it was'))
+    if progress.saved:
+        print(f'saved {args.out}: {progress.saved}, {(time.time() - progress.started) / 60:.1f} min')
     if args.history:
         history = {**progress.history, 'fine_tunings': progress.fine_tunings}
         save_atomically(history, args.history, lambda value, file: file.write(json.dumps(value).encode()))

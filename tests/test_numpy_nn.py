@@ -231,15 +231,16 @@ def test_training_smoke_run_learns_and_restores_the_best_epoch(mnist_path, capsy
     best_epoch = int(np.argmin(history['val_loss']))
     val_loss, val_error = numpy_nn.evaluate(model, loss, *val_set)
     assert val_loss == pytest.approx(history['val_loss'][best_epoch])      # the best epoch is restored
-    assert val_error < 0.15                                                # chance is 50%
-    assert numpy_nn.evaluate(model, loss, x_test, y_test)[1] < 0.15
+    # 450 digits, 4 epochs: 5-6% validation and 5-8% test error on seeds 0-3 (chance is 50%)
+    assert val_error < 0.10
+    assert numpy_nn.evaluate(model, loss, x_test, y_test)[1] < 0.10
     assert f'restored the parameters of epoch {best_epoch + 1}' in capsys.readouterr().out
 
 
 def test_main_writes_both_figures(mnist_path, tmp_path):
     error = numpy_nn.main(['--data', mnist_path, '--classes', '0', '1', '--epochs', '1', '--hidden', '16',
                            '--no-show', '--out-dir', str(tmp_path)])
-    assert error < 0.05
+    assert error < 0.01                 # one epoch tells 0 from 1: 0.14-0.19% test error on seeds 1-3
     for name in ('numpy_nn_training.png', 'numpy_nn_classification.png'):
         assert (tmp_path / name).read_bytes()[:8] == b'\x89PNG\r\n\x1a\n'
 

@@ -12,6 +12,7 @@ import torch
 
 import pytorch_cnn
 from common import percent_correct
+from conftest import load_committed_model
 from pytorch_cnn import FCNet, MyNet, SimpleCNN, classify
 
 MODEL_PT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'model.pt')
@@ -23,9 +24,9 @@ def test_set(fashion_root):
 
 
 @pytest.fixture(scope='module')
-def committed_test_accuracy(committed_model, test_set):
+def committed_test_accuracy(test_set):
     """classify's accuracy on the 10,000 test images, in % (its time is make bench's, never a test's)."""
-    return percent_correct(classify(committed_model, test_set[0]), test_set[1])
+    return percent_correct(classify(load_committed_model(), test_set[0]), test_set[1])
 
 
 # ----------------------------------------------------------------------------- contract
@@ -44,6 +45,7 @@ def test_get_model_class_returns_mynet():
 
 
 def test_classify_contract(committed_model, test_set):
+    assert committed_model.training                     # as the grader loads it: nobody called eval()
     images = test_set[0][:37]
     labels = classify(committed_model, images)
     assert labels.shape == (37,) and labels.dtype == torch.int64
@@ -207,11 +209,11 @@ def test_adaptation_grows_with_the_batchs_doubt_and_size():
 
 
 @pytest.fixture(scope='module')
-def tiles_batch(committed_model, test_set):
+def tiles_batch(test_set):
     """300 test images on tiles (the scene network's, unsure enough to adapt) and their labels from classify
     with and without adaptation."""
-    images = pytorch_cnn.SHIFTS['on tiles'](test_set[0][:300])
-    return images, classify(committed_model, images), classify(committed_model, images, adapt=False)
+    images, model = pytorch_cnn.SHIFTS['on tiles'](test_set[0][:300]), load_committed_model()
+    return images, classify(model, images), classify(model, images, adapt=False)
 
 
 def test_one_image_alone_gets_the_answer_it_gets_without_adaptation(committed_model, tiles_batch):
@@ -371,12 +373,19 @@ def test_augment_lays_only_the_scene_classes_on_scenes(test_set):
 
 
 def test_augment_takes_a_small_last_batch_that_gets_no_scene(test_set):
-    """A pass's last batch can be a few images, none of them drawn for a scene."""
-    images = test_set[0][:2]
+    """A pass's last batch can be a few images, none of them drawn for a scene: they come out as with the same
+    draws where no class may go on a scene."""
+    images, labels = test_set[0][:2], test_set[1][:2]
     recipe = pytorch_cnn.Recipe(scene_probability=0.01)
+    no_scene_classes = dataclasses.replace(recipe, scene_classes=())
     for seed in range(5):
         out = pytorch_cnn.augment(images, torch.Generator().manual_seed(seed), recipe)
-        assert out.shape == images.shape
+        torch.testing.assert_close(out, pytorch_cnn.augment(images, torch.Generator().manual_seed(seed),
+                                                            no_scene_classes, labels), rtol=0, atol=0)
+    every_image = dataclasses.replace(recipe, scene_probability=1.0)          # the comparison can tell a scene
+    out = pytorch_cnn.augment(images, torch.Generator().manual_seed(0), every_image)
+    assert not torch.equal(out, pytorch_cnn.augment(images, torch.Generator().manual_seed(0),
+                                                    dataclasses.replace(every_image, scene_classes=()), labels))
 
 
 def test_shift_flip_moves_whole_pixels_without_blurring():
@@ -524,23 +533,24 @@ def test_committed_model_test_accuracy(committed_test_accuracy):
     assert committed_test_accuracy >= 94.5
 
 
-@pytest.mark.parametrize('shift', pytorch_cnn.PHOTOMETRIC_SHIFTS)
-def test_committed_model_under_photometric_shift(committed_model, test_set, shift):
+# the committed model's accuracy (%) on the first 2,000 test images under each shift (session 22), less 3 points:
+# a margin for other CPUs, PyTorch versions and retrainings, well inside what a broken part of the model costs
+SHIFT_FLOORS = {name: measured - 3.0 for name, measured in {
+    'brighter +0.4': 92.95, 'low contrast x0.3': 95.0, 'gamma 0.5': 94.45, 'gamma 2.0': 94.2, 'inverted': 95.0,
+    'zoomed out 0.65': 89.9, 'off-centre 3,4 px': 85.35, 'rotated 20': 84.2, 'sheared 0.3': 90.75,
+    'on tiles': 86.5, 'on wood': 83.15, 'on fabric': 86.05, 'on blurred clutter': 88.2,
+    'noise 0.1': 91.3, 'blur 1.0': 93.2, 'rotated 10': 93.1}.items()}
+
+
+def test_the_shift_floors_cover_the_suite():
+    assert set(pytorch_cnn.PHOTOMETRIC_SHIFTS + pytorch_cnn.SCENE_SHIFTS) <= set(SHIFT_FLOORS) <= set(pytorch_cnn.SHIFTS)
+
+
+@pytest.mark.parametrize('shift', sorted(SHIFT_FLOORS))
+def test_committed_model_under_each_shift(committed_model, test_set, shift):
     images, labels = test_set[0][:2000], test_set[1][:2000]
-    assert pytorch_cnn.accuracy(committed_model, pytorch_cnn.SHIFTS[shift](images), labels) >= 90.0
-
-
-@pytest.mark.parametrize('shift', pytorch_cnn.SCENE_SHIFTS)
-def test_committed_model_under_scene_shift(committed_model, test_set, shift):
-    images, labels = test_set[0][:2000], test_set[1][:2000]
-    # a guard against breaking what the committed model does; issue 13 asks for 85% on the whole test set
-    assert pytorch_cnn.accuracy(committed_model, pytorch_cnn.SHIFTS[shift](images), labels) >= 76.0
-
-
-def test_committed_model_under_other_shifts_keeps_most_accuracy(committed_model, test_set):
-    images, labels = test_set[0][:2000], test_set[1][:2000]
-    for shift in ('noise 0.1', 'blur 1.0', 'rotated 10'):
-        assert pytorch_cnn.accuracy(committed_model, pytorch_cnn.SHIFTS[shift](images), labels) >= 80.0, shift
+    accuracy = pytorch_cnn.accuracy(committed_model, pytorch_cnn.SHIFTS[shift](images), labels)
+    assert accuracy >= SHIFT_FLOORS[shift], f'{shift}: {accuracy:.2f}%'
 
 
 # ----------------------------------------------------------------------------- devices
@@ -563,9 +573,14 @@ def test_every_tensor_takes_the_device_of_the_data_it_meets(committed_model, tes
 
 def test_auto_device_is_cuda_where_present_else_the_cpu_and_mps_only_when_asked(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(torch.backends.mps, 'is_available', lambda: False)
     assert pytorch_cnn.pick_device('auto') == pytorch_cnn.pick_device('cpu') == torch.device('cpu')
-    with pytest.raises(SystemExit, match='--device cuda: this PyTorch sees no such device'):
-        pytorch_cnn.pick_device('cuda')
+    for device in ('cuda', 'mps'):
+        with pytest.raises(SystemExit, match=f'--device {device}: this PyTorch sees no such device'):
+            pytorch_cnn.pick_device(device)
+    monkeypatch.setattr(torch.backends.mps, 'is_available', lambda: True)      # a Mac
+    assert pytorch_cnn.pick_device('auto') == torch.device('cpu')
+    assert pytorch_cnn.pick_device('mps') == torch.device('mps')
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     assert pytorch_cnn.pick_device('auto') == torch.device('cuda')
 
@@ -629,6 +644,38 @@ def test_each_fine_tuning_starts_from_the_main_schedules_best_and_keeps_its_own_
     for name in started_from[1]:
         torch.testing.assert_close(saved['scene.' + name], saves[1]['scene.' + name])   # kept from its phase
     assert any(not torch.equal(saved['plain.' + name], saved['scene.' + name]) for name in started_from[1])
+
+
+@pytest.mark.parametrize('interrupted_pass', [1, 2, 3])
+def test_ctrl_c_says_what_was_saved(tmp_path, fashion_root, monkeypatch, capsys, interrupted_pass):
+    """Ctrl-C in pass n: passes before it were validated and the best of them saved (scores 70 then 80)."""
+    scores = iter([70.0, 80.0])
+    monkeypatch.setattr(pytorch_cnn, 'validate',
+                        lambda *_: dict.fromkeys(['val', 'shifted'], next(scores)) | {'phone': None, 'catalogue': None})
+    passes, train_one_pass = [], pytorch_cnn.train_one_pass
+
+    def interruptible(*args):
+        passes.append(1)
+        if len(passes) == interrupted_pass:
+            raise KeyboardInterrupt
+        return train_one_pass(*args)
+
+    monkeypatch.setattr(pytorch_cnn, 'train_one_pass', interruptible)
+    out = tmp_path / 'model.pt'
+    out.write_bytes(b'the old model')
+    args = pytorch_cnn.parse_args(['--dry-run', '--data', fashion_root, '--real-photos', str(tmp_path / 'none.npz'),
+                                   '--epochs', '2', '--finetune-epochs', '1', '--out', str(out), '--history', ''])
+    pytorch_cnn.train(args)
+    printed = capsys.readouterr().out.splitlines()
+    interrupted = printed.index('interrupted' + ('' if interrupted_pass > 1 else
+                                                 f': nothing saved yet, {out} is as it was'))
+    if interrupted_pass == 1:
+        assert interrupted == len(printed) - 1 and out.read_bytes() == b'the old model'
+    else:
+        best = interrupted_pass - 1
+        assert printed[interrupted + 1].startswith(f'saved {out}: the weights after pass {best} '
+                                                   f'(validation score {70.0 + 10 * (best - 1):.2f}%), ')
+        pytorch_cnn.load_model(str(out))
 
 
 def test_init_starts_the_training_from_the_given_weights(tmp_path, fashion_root, monkeypatch):
@@ -708,6 +755,31 @@ def test_weight_average_warms_up_then_decays_slowly():
 
 
 # ----------------------------------------------------------------------------- precision
+
+CPUINFO = """processor\t: 0
+vendor_id\t: {vendor}
+model name\t: {name}
+flags\t\t: fpu vme sse sse2 ssse3 sse4_1 sse4_2 avx avx2 fma avx512f avx512bw avx512vl {units}
+bogomips\t: 4000.00
+
+processor\t: 1
+flags\t\t: fpu vme sse sse2 ssse3 sse4_1 sse4_2 avx avx2 fma avx512f avx512bw avx512vl {units}
+"""
+
+
+@pytest.mark.parametrize('vendor, name, units, expected', [
+    ('GenuineIntel', 'Intel(R) Xeon(R) Platinum 8480+', 'avx512_bf16 amx_bf16 amx_tile amx_int8', True),
+    ('GenuineIntel', 'Intel(R) Xeon(R) Processor', 'amx_bf16 amx_tile', True),
+    ('AuthenticAMD', 'AMD EPYC 9654', 'avx512_bf16 avx512_vnni', True),
+    ('GenuineIntel', 'Intel(R) Xeon(R) Platinum 8375C', 'avx512_vnni avx512_vbmi', False),
+    ('AuthenticAMD', 'AMD EPYC 7763', 'avx2 bmi2', False),
+])
+def test_bf16_units_are_read_from_the_cpus_flags(tmp_path, vendor, name, units, expected):
+    cpuinfo = tmp_path / 'cpuinfo'
+    cpuinfo.write_text(CPUINFO.format(vendor=vendor, name=name, units=units))
+    assert pytorch_cnn.cpu_has_bf16_units(str(cpuinfo)) is expected
+    assert pytorch_cnn.cpu_has_bf16_units(str(tmp_path / 'no-cpuinfo')) is False       # not Linux: no /proc
+
 
 @pytest.mark.parametrize('units, expected', [(True, torch.bfloat16), (False, None)])
 def test_auto_precision_follows_the_cpus_bf16_units(monkeypatch, capsys, units, expected):
@@ -791,3 +863,12 @@ def test_a_missing_or_damaged_fashion_mnist_ends_with_one_line(tmp_path, fashion
     with pytest.raises(SystemExit) as stopped:
         pytorch_cnn.load_fashion_mnist(str(tmp_path), train=False)
     assert '\n' not in stopped.value.code and 'make data' in stopped.value.code
+
+
+# ----------------------------------------------------------------------------- the fixture itself (last in the file)
+
+def test_every_test_gets_the_committed_model_as_the_grader_loads_it(committed_model):
+    """Earlier tests put their committed_model in eval mode and ran it; this one's is fresh."""
+    assert committed_model.training and all(module.training for module in committed_model.modules())
+    saved = torch.load(MODEL_PT, map_location='cpu', weights_only=True)
+    assert all(torch.equal(value, saved[name]) for name, value in committed_model.state_dict().items())

@@ -76,10 +76,8 @@ def test_a_file_that_is_not_an_image_fails_with_one_line_naming_it(tmp_path):
 
 # ----------------------------------------------------------------------------- the converter against the reference
 
-def test_the_converter_follows_the_reference_conversion_of_the_catalogue_photos(data_mirror):
-    folder = os.path.join(data_mirror, 'realphotos', 'catalogue-dev')
-    if not os.path.isdir(folder) and not os.environ.get('CI'):
-        pytest.skip(f'{folder} not found')
+def test_the_converter_follows_the_reference_conversion_of_the_catalogue_photos(photo_folder):
+    folder = photo_folder('catalogue-dev')
     reference = np.load(os.path.join(folder, 'reference28.npz'))
     converted = convert_dataset(folder, 'subsample')
     assert list(converted['files']) == list(reference['files'])

@@ -131,11 +131,9 @@ def test_compare_models_reports_a_worse_model_as_a_loss_on_both_photo_sets(real_
 
 # ----------------------------------------------------------------------------- classify_photo.py
 
-def test_classify_photo_prints_top_three_and_draws_one_figure(data_mirror, tmp_path):
-    folder = os.path.join(data_mirror, 'realphotos', 'clothing-dev', 'images')
-    if not os.path.isdir(folder):
-        pytest.skip(f'{folder} not found')
-    photos = sorted(os.listdir(folder))[:2]
+def test_classify_photo_prints_top_three_and_draws_one_figure(tmp_path):
+    folder = os.path.join(REPO, 'tests', 'photos')          # two CC0 phone photos (see its README)
+    photos = ['t-shirt.jpg', 'trousers.jpg']
     (tmp_path / 'notes.jpg').write_text('not a photo')
     figure = tmp_path / 'figure.png'
     result = tool('classify_photo.py', *(os.path.join(folder, p) for p in photos), str(tmp_path / 'notes.jpg'),
@@ -144,6 +142,8 @@ def test_classify_photo_prints_top_three_and_draws_one_figure(data_mirror, tmp_p
     lines = [line for line in result.stdout.splitlines() if line.endswith('%')]
     assert len(lines) == 2 and all(line.count('%') == 3 for line in lines)
     assert all(' (plain backdrop): ' in line or ' (scene): ' in line for line in lines)
+    likeliest = [line.split('): ')[1].split(' ')[0] for line in lines]
+    assert likeliest == ['T-shirt/top', 'Trouser']                # what the committed model makes of them
     assert '2 photo(s) classified in one batch, adapted to each other' in result.stdout
     assert result.stderr.strip().count('\n') == 0 and 'notes.jpg' in result.stderr
     with Image.open(figure) as drawn:
