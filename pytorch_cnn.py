@@ -1,20 +1,17 @@
-"""Fashion-MNIST classifiers in PyTorch: FCNet, SimpleCNN and the graded MyNet.
+"""Fashion-MNIST classifiers in PyTorch: the lab's FCNet and SimpleCNN, and the graded MyNet.
 
-The grader imports this file, builds ``MyNet()``, loads ``model.pt`` on the CPU
-and calls ``classify(model, x)`` with ``x`` a float tensor (B, 1, 28, 28) in [0, 1].
-Its test images are real-world photos of the same ten classes, with brightness,
-contrast and other shifts, so ``MyNet`` is built to ignore global brightness,
-contrast and polarity, and is trained on garments laid into photo-like scenes:
-it holds two networks, one for garments on a plain backdrop, one for the rest.
-``classify`` also reads its batch: similar photos pull each other's classes.
+The grader imports this file, builds ``MyNet()``, loads ``model.pt`` on the CPU and calls ``classify(model, x)``
+with x a float tensor (B, 1, 28, 28) in [0, 1]. Its images are real-world photos of the same ten classes, with
+brightness, contrast and other shifts. So ``MyNet`` ignores brightness, contrast and polarity by construction,
+holds one network for garments on a plain backdrop and one for the rest, and is trained on garments laid into
+photo-like scenes; ``classify`` also reads its batch: similar photos pull each other's classes.
 
     python pytorch_cnn.py                      # train MyNet, write model.pt
     python pytorch_cnn.py --model SimpleCNN    # the lab's other two networks
-    python pytorch_cnn.py --help               # every flag, the whole training Recipe among them
+    python pytorch_cnn.py --help               # every flag, the training Recipe among them
 
-The file reads in the template's order: networks, classify, data, augmentation, training, main.
-Evaluation, figures and benchmarks live in tools/. Nothing runs at import time, and nothing is
-downloaded: ``make data`` puts the data set in ``data/FashionMNIST/raw/``.
+In the lab's order: the lab's networks, MyNet, classify, data, augmentation, training, main. Nothing runs at
+import time and nothing is downloaded: ``make data`` puts Fashion-MNIST in ``data/FashionMNIST/raw/``.
 """
 import argparse
 import copy
@@ -23,6 +20,7 @@ import json
 import math
 import os
 import time
+import typing
 import warnings
 
 import torch
@@ -31,92 +29,10 @@ import torch.nn.functional as F
 
 CLASS_NAMES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat',
                'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
-VAL_SPLIT_SEED = 0          # the validation split is the same for every --seed
-SHIFTED_VAL_IMAGES = 250    # validation images per shift in the per-pass check
+ALL_CLASSES = tuple(range(10))
 
 
-# ----------------------------------------------------------------------------- the recipe
-
-def _setting(default, help_text):
-    return dataclasses.field(default=default, metadata={'help': help_text})
-
-
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-    """Every setting of MyNet's training, in one place; each is a flag of ``python pytorch_cnn.py``
-    (``batch_size`` is ``--batch-size``, a range takes two numbers, a switch has a ``--no-`` form)."""
-    # length, optimiser and schedule
-    epochs: int = _setting(30, 'training length in epochs of steps (epochs x ceil(N / batch size) steps)')
-    batch_size: int = _setting(128, 'images per step')
-    lr: float = _setting(0.05, 'peak learning rate of the one-cycle schedule')
-    warmup_fraction: float = _setting(0.15, 'fraction of the steps in which the learning rate rises to its peak')
-    lr_start_divisor: float = _setting(10.0, 'the schedule starts at lr / this')
-    lr_end_divisor: float = _setting(200.0, 'and ends at lr / (start divisor x this)')
-    momentum: float = _setting(0.9, 'Nesterov momentum of SGD')
-    weight_decay: float = _setting(5e-4, 'L2 weight decay of the weights (not of biases and BatchNorm)')
-    label_smoothing: float = _setting(0.1, 'label smoothing of the cross-entropy')
-    ema_decay: float = _setting(0.999, 'decay of the weight average that is evaluated and saved')
-    ema_warmup: int = _setting(10, 'the average decays by (1 + t) / (this + t) while that is below ema_decay')
-    easy_kept: float = _setting(0.3, 'fraction of the easier half of the images each pass trains on (1: all)')
-    # geometry: every image is shifted by whole pixels and mirrored half the time
-    augment: bool = _setting(True, 'augment the training images (all the settings below)')
-    max_shift_pixels: int = _setting(1, 'largest whole-pixel shift')
-    rotate_probability: float = _setting(0.3, 'fraction of images also rotated and scaled (bilinear)')
-    max_degrees: float = _setting(8.0, 'largest rotation of those')
-    scale: tuple = _setting((0.92, 1.08), 'range of their scale factor')
-    erase_probability: float = _setting(0.2, 'fraction of images with a rectangle of one grey level')
-    erase_area: tuple = _setting((0.02, 0.2), 'range of that rectangle\'s area, as a fraction of the image')
-    erase_log_ratio: tuple = _setting((-1.2, 1.2), 'range of the log of its aspect ratio')
-    # photo-like scenes: the garment smaller, off-centre, rotated and sheared, on a textured background
-    scene_probability: float = _setting(0.0, 'fraction of images laid on a textured background in the main schedule')
-    scene_classes: tuple = _setting(tuple(range(10)), 'the classes whose images may be laid on one (the others '
-                                                      'stay on black)')
-    scene_zoom: tuple = _setting((0.7, 1.0), 'range of the garment\'s scale in a scene')
-    scene_max_degrees: float = _setting(25.0, 'largest rotation in a scene')
-    scene_max_shear: float = _setting(0.3, 'largest shear in a scene')
-    scene_aspect: float = _setting(1.0, 'largest change of a scene\'s garment\'s width-to-height ratio, as a '
-                                        'factor either way (1: none)')
-    scene_max_shift: float = _setting(4.0, 'largest offset from the centre in a scene, in pixels')
-    garment_contrast: tuple = _setting((0.3, 1.0), 'range of the grey-level span of the garment in a scene')
-    inverted_garment: float = _setting(0.3, 'fraction of scenes whose garment is drawn in negative')
-    background_std: tuple = _setting((0.03, 0.15), 'range of the texture\'s standard deviation')
-    background_gap: float = _setting(0.15, 'least distance of the background\'s grey level from the garment\'s '
-                                          'middle one (0: any level)')
-    elastic: float = _setting(0.8, 'a scene\'s garment bent by a smooth random displacement of this many pixels')
-    garment_shading: float = _setting(0.4, 'largest depth of smooth shading (folds, shadows) on a scene\'s garment')
-    frame_bars: float = _setting(0.25, 'fraction of scenes with flat bands on two sides, as a padded photo has')
-    garment_print: float = _setting(0.3, 'fraction of scenes whose garment gets a printed or woven pattern')
-    # fine-tuning: after the main schedule, a short one of its own with scenes, from the best weights so far
-    finetune_epochs: int = _setting(4, 'epochs of steps of the fine-tuning on scenes (0: none)')
-    finetune_lr: float = _setting(0.01, 'its peak learning rate')
-    finetune_scene_probability: float = _setting(0.25, 'fraction of images laid on a textured background in it')
-    finetune_scale: tuple = _setting((0.65, 1.08), 'range of the scale factor of its rotated and scaled images '
-                                                   '(garments zoomed out on black)')
-    plain_scene_classes: tuple = _setting((0, 1, 2, 3, 4, 6), 'MyNet: the classes laid on scenes in the fine-'
-                                          'tuning of its network for plain backgrounds (footwear and bags stay on '
-                                          'black, as catalogue photos show them)')
-    # photometric shifts: each hits its own random fraction of the images, scaled by --photometric
-    photometric: float = _setting(1.0, 'scales the probability of every photometric shift (0: none)')
-    blur_probability: float = _setting(0.05, 'Gaussian blur ...')
-    blur_sigma: tuple = _setting((0.4, 1.3), '... with sigma in this range')
-    gamma_probability: float = _setting(0.15, 'gamma ...')
-    gamma_range: tuple = _setting((0.4, 2.5), '... in this range (log-uniform)')
-    gain_probability: float = _setting(0.15, 'contrast gain with clipping ...')
-    gain_range: tuple = _setting((0.25, 2.0), '... in this range (log-uniform) ...')
-    mid_grey: tuple = _setting((0.2, 0.8), '... moving grey 0.5 to a level in this range')
-    ramp_probability: float = _setting(0.05, 'a linear illumination ramp ...')
-    ramp_slope: float = _setting(0.6, '... of at most this slope across the image, each axis')
-    invert_probability: float = _setting(0.025, 'inversion')
-    noise_probability: float = _setting(0.05, 'Gaussian noise ...')
-    noise_std: tuple = _setting((0.01, 0.12), '... with its standard deviation in this range')
-    salt_pepper_probability: float = _setting(0.025, 'salt-and-pepper noise ...')
-    salt_pepper_fraction: float = _setting(0.04, '... on at most this fraction of the pixels')
-
-
-SURE = 0.75     # classify: an image gets its next test-time views while its winning class has less mean probability
-
-
-# ----------------------------------------------------------------------------- networks
+# ----------------------------------------------------------------------------- the lab's networks
 
 class FCNet(nn.Module):
     """The lab's first network: one linear layer on the 784 pixels, log-softmax."""
@@ -144,110 +60,7 @@ class SimpleCNN(nn.Module):
         return F.log_softmax(self.fc(torch.flatten(x, 1)), dim=1)
 
 
-def padding_bars(z, widest=8, tolerance=0.1, rare=0.05):
-    """Widths (B, 4) of the padding bars at the left, right, top and bottom edge of images z (B, 1, H, W).
-
-    The conversion pads a photo that is not square with the colour of its corner, which need not be the
-    floor's (a shadow, a vignette). A side's bar is its run of outermost lines (up to ``widest``) that
-    all hold the edge line's value. It counts only where that value is rare inside, held within
-    ``tolerance`` (z is standardised) by under a ``rare`` fraction of the pixels between the runs, and
-    where the runs lie on two opposite sides alone: padding fills the short sides, the photo reaches the
-    other two. Fashion-MNIST's black margins are no bars: black also surrounds the garment inside them.
-    """
-    n, _, h, w = z.shape
-    sides = (z[:, 0].transpose(1, 2), z[:, 0].flip(2).transpose(1, 2), z[:, 0], z[:, 0].flip(1))
-    runs, values = [], []
-    for lines in sides:                                   # (B, lines from the edge inwards, pixels)
-        value = lines[:, :1, :1]
-        flat = (lines[:, :widest] - value).abs().amax(dim=2) < 1e-4
-        runs.append(flat.int().cumprod(dim=1).sum(dim=1))
-        values.append(value)
-    runs = torch.stack(runs, dim=1)
-    between = box_mask(runs, h, w)
-    rare_inside = torch.stack([(((z[:, 0] - value).abs() < tolerance) & between).sum(dim=(1, 2))
-                               < rare * between.sum(dim=(1, 2)) for value in values], dim=1)
-    left_right, top_bottom = (runs[:, 2:] == 0).all(dim=1), (runs[:, :2] == 0).all(dim=1)
-    on_one_pair = torch.stack([left_right, left_right, top_bottom, top_bottom], dim=1)
-    return runs * rare_inside * on_one_pair
-
-
-def box_mask(widths, h, w):
-    """(B, H, W) True inside the box left when widths (B, 4) of the left, right, top, bottom edge are cut off."""
-    left, right, top, bottom = (widths[:, k].view(-1, 1, 1) for k in range(4))
-    rows = torch.arange(h, device=widths.device).view(1, h, 1)
-    columns = torch.arange(w, device=widths.device).view(1, 1, w)
-    return (columns >= left) & (columns < w - right) & (rows >= top) & (rows < h - bottom)
-
-
-def background_frame(z, border=2):
-    """(B, H, W) True on the ``border``-pixel frame of standardised images z (B, 1, H, W) where their background
-    shows: the image's edge, or just inside padding bars of a colour that is rare inside (see ``padding_bars``)."""
-    h, w = z.shape[-2:]
-    bars = padding_bars(z)
-    return box_mask(bars, h, w) & ~box_mask(bars + border, h, w)
-
-
-def standardize_with_frame(x):
-    """(z, frame): images x (B, 1, H, W) float standardised as ``standardize_polarity`` says, and their frame
-    (B, H, W) of ``background_frame`` (the same for z and -z), for ``plain_background`` to reuse."""
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    std = x.std(dim=(1, 2, 3), keepdim=True, unbiased=False).clamp_min(1e-6)
-    z = (x - mean) / std
-    h, w = z.shape[-2:]
-    frame = background_frame(z)
-    frame_mean = (z[:, 0] * frame).sum(dim=(1, 2)) / frame.sum(dim=(1, 2))
-    middle = z[..., h // 4:h - h // 4, w // 4:w - w // 4].mean(dim=(1, 2, 3))
-    background_is_light = frame_mean > middle
-    sign = 1.0 - 2.0 * background_is_light.to(z.dtype)
-    return z * sign.view(-1, 1, 1, 1), frame
-
-
-def standardize_polarity(x):
-    """Per-image standardisation with the background made dark.
-
-    x: (B, 1, H, W) float. Returns z with zero mean and unit standard deviation
-    per image, sign-flipped where the frame of ``background_frame`` is brighter
-    than the middle half of the image (where the garment is). The result is the
-    same for ``a * x + b`` for every a != 0: brightness, contrast and inversion
-    cannot move it.
-    """
-    if x.shape[0] == 0:
-        return x
-    return standardize_with_frame(x)[0]
-
-
-def plain_background(x, tolerance=0.1, share=0.7, standardized=None):
-    """(B,) True for the images x (B, 1, H, W) whose background is plain, as on a studio backdrop: at least
-    ``share`` of the frame of ``background_frame`` lies within ``tolerance`` (in the image's standard
-    deviations) of the frame's median. A textured floor, a scene or noise makes a background not plain; brightness,
-    contrast and inversion cannot change the answer. standardized: ``standardize_with_frame(x)``, where the
-    caller has it already."""
-    if x.shape[0] == 0:
-        return torch.zeros(0, dtype=torch.bool, device=x.device)
-    z, frame = standardized or standardize_with_frame(x.float())
-    z = z[:, 0]
-    framed = torch.where(frame, z, torch.nan).flatten(1)
-    median = framed.nanmedian(dim=1, keepdim=True).values
-    near = ((framed - median).abs() < tolerance) & frame.flatten(1)
-    return near.sum(dim=1) >= share * frame.flatten(1).sum(dim=1)
-
-
-def conv_bn_relu(in_channels, out_channels):
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
-
-
-def flattened_size(features, image=(1, 28, 28)):
-    """How many numbers ``features`` makes of one image (run once in eval mode, so no statistics move)."""
-    was_training = features.training
-    with torch.no_grad():
-        size = features.eval()(torch.zeros(1, *image)).numel()
-    features.train(was_training)
-    return size
-
+# ----------------------------------------------------------------------------- MyNet
 
 class GarmentNet(nn.Module):
     """A VGG-style CNN behind a brightness/contrast/polarity-invariant input stage.
@@ -285,6 +98,23 @@ class GarmentNet(nn.Module):
         hidden = self.classifier[:-1](torch.flatten(self.features(z), 1))
         log_probabilities = F.log_softmax(self.classifier[-1](hidden), dim=1)
         return (log_probabilities, hidden) if with_features else log_probabilities
+
+
+def conv_bn_relu(in_channels, out_channels):
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(out_channels),
+        nn.ReLU(inplace=True),
+    )
+
+
+def flattened_size(features, image=(1, 28, 28)):
+    """How many numbers ``features`` makes of one image (run once in eval mode, so no statistics move)."""
+    was_training = features.training
+    with torch.no_grad():
+        size = features.eval()(torch.zeros(1, *image)).numel()
+    features.train(was_training)
+    return size
 
 
 class MyNet(nn.Module):
@@ -331,6 +161,98 @@ def get_model_class(_=None):
     return [MyNet]
 
 
+# MyNet's input stage: each image standardised, its polarity set by its background, which also routes it
+
+def standardize_polarity(x):
+    """Per-image standardisation with the background made dark.
+
+    x: (B, 1, H, W) float. Returns z with zero mean and unit standard deviation
+    per image, sign-flipped where the frame of ``background_frame`` is brighter
+    than the middle half of the image (where the garment is). The result is the
+    same for ``a * x + b`` for every a != 0: brightness, contrast and inversion
+    cannot move it.
+    """
+    if x.shape[0] == 0:
+        return x
+    return standardize_with_frame(x)[0]
+
+
+def standardize_with_frame(x):
+    """(z, frame): images x (B, 1, H, W) float standardised as ``standardize_polarity`` says, and their frame
+    (B, H, W) of ``background_frame`` (the same for z and -z), for ``plain_background`` to reuse."""
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    std = x.std(dim=(1, 2, 3), keepdim=True, unbiased=False).clamp_min(1e-6)
+    z = (x - mean) / std
+    h, w = z.shape[-2:]
+    frame = background_frame(z)
+    frame_mean = (z[:, 0] * frame).sum(dim=(1, 2)) / frame.sum(dim=(1, 2))
+    middle = z[..., h // 4:h - h // 4, w // 4:w - w // 4].mean(dim=(1, 2, 3))
+    background_is_light = frame_mean > middle
+    sign = 1.0 - 2.0 * background_is_light.to(z.dtype)
+    return z * sign.view(-1, 1, 1, 1), frame
+
+
+def background_frame(z, border=2):
+    """(B, H, W) True on the ``border``-pixel frame of standardised images z (B, 1, H, W) where their background
+    shows: the image's edge, or just inside padding bars of a colour that is rare inside (see ``padding_bars``)."""
+    h, w = z.shape[-2:]
+    bars = padding_bars(z)
+    return box_mask(bars, h, w) & ~box_mask(bars + border, h, w)
+
+
+def padding_bars(z, widest=8, tolerance=0.1, rare=0.05):
+    """Widths (B, 4) of the padding bars at the left, right, top and bottom edge of images z (B, 1, H, W).
+
+    The conversion pads a photo that is not square with the colour of its corner, which need not be the
+    floor's (a shadow, a vignette). A side's bar is its run of outermost lines (up to ``widest``) that
+    all hold the edge line's value. It counts only where that value is rare inside, held within
+    ``tolerance`` (z is standardised) by under a ``rare`` fraction of the pixels between the runs, and
+    where the runs lie on two opposite sides alone: padding fills the short sides, the photo reaches the
+    other two. Fashion-MNIST's black margins are no bars: black also surrounds the garment inside them.
+    """
+    n, _, h, w = z.shape
+    sides = (z[:, 0].transpose(1, 2), z[:, 0].flip(2).transpose(1, 2), z[:, 0], z[:, 0].flip(1))
+    runs, values = [], []
+    for lines in sides:                                   # (B, lines from the edge inwards, pixels)
+        value = lines[:, :1, :1]
+        flat = (lines[:, :widest] - value).abs().amax(dim=2) < 1e-4
+        runs.append(flat.int().cumprod(dim=1).sum(dim=1))
+        values.append(value)
+    runs = torch.stack(runs, dim=1)
+    between = box_mask(runs, h, w)
+    rare_inside = torch.stack([(((z[:, 0] - value).abs() < tolerance) & between).sum(dim=(1, 2))
+                               < rare * between.sum(dim=(1, 2)) for value in values], dim=1)
+    left_right, top_bottom = (runs[:, 2:] == 0).all(dim=1), (runs[:, :2] == 0).all(dim=1)
+    on_one_pair = torch.stack([left_right, left_right, top_bottom, top_bottom], dim=1)
+    return runs * rare_inside * on_one_pair
+
+
+def box_mask(widths, h, w):
+    """(B, H, W) True inside the box left when widths (B, 4) of the left, right, top, bottom edge are cut off."""
+    left, right, top, bottom = (widths[:, k].view(-1, 1, 1) for k in range(4))
+    rows = torch.arange(h, device=widths.device).view(1, h, 1)
+    columns = torch.arange(w, device=widths.device).view(1, 1, w)
+    return (columns >= left) & (columns < w - right) & (rows >= top) & (rows < h - bottom)
+
+
+def plain_background(x, tolerance=0.1, share=0.7, standardized=None):
+    """(B,) True for the images x (B, 1, H, W) whose background is plain, as on a studio backdrop: at least
+    ``share`` of the frame of ``background_frame`` lies within ``tolerance`` (in the image's standard
+    deviations) of the frame's median. A textured floor, a scene or noise makes a background not plain; brightness,
+    contrast and inversion cannot change the answer. standardized: ``standardize_with_frame(x)``, where the
+    caller has it already."""
+    if x.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.bool, device=x.device)
+    z, frame = standardized or standardize_with_frame(x.float())
+    z = z[:, 0]
+    framed = torch.where(frame, z, torch.nan).flatten(1)
+    median = framed.nanmedian(dim=1, keepdim=True).values
+    near = ((framed - median).abs() < tolerance) & frame.flatten(1)
+    return near.sum(dim=1) >= share * frame.flatten(1).sum(dim=1)
+
+
+# ----------------------------------------------------------------------------- classify
+
 LUMA = (0.299, 0.587, 0.114)     # ITU-R BT.601 weights of R, G, B
 
 
@@ -373,11 +295,52 @@ def tta_view(x, mirrored, rows, columns):
     return x.contiguous(memory_format=torch.channels_last)
 
 
-# classify's views (mirrored, rows, columns) in the order it adds them: the image, its mirror image,
-# then the one-pixel shifts of both, as the training augmentation shows them
+# classify's views (mirrored, rows, columns) in the order it adds them: the image, its mirror image, then the
+# one-pixel shifts of both, as the training augmentation shows them; an image gets its next stage of views
+# while its winning class has less mean probability than SURE
 VIEW_STAGES = (((False, 0, 0),), ((True, 0, 0),),
                tuple((mirrored, rows, columns) for mirrored in (False, True)
                      for rows, columns in ((0, 1), (0, -1), (1, 0), (-1, 0))))
+SURE = 0.75
+
+
+def image_outputs(model, x, batch_size=256, tta=True):
+    """Each image's own outputs: (probabilities (B, 10), features (B, F), network (B,)), on the CPU.
+
+    Runs in eval mode without gradients on the model's device, then restores the mode the model was
+    in. Each row of probabilities is the mean class probability over the views seen; with ``tta``
+    (test-time augmentation) the images whose winning class gets less than SURE see the next stage of
+    VIEW_STAGES, up to ten views. Features and network are those of ``forward_with_features`` on the
+    first view, None for a model without it. Float input in 0..255 works too: ``MyNet`` ignores scale.
+    """
+    device = next(model.parameters()).device
+    images = as_image_batch(x)
+    was_training = model.training
+    model.eval()
+    summed = torch.zeros(len(images), 10, device='cpu')
+    views_seen = torch.zeros(len(images), 1, device='cpu')
+    unsure = torch.arange(len(images), device='cpu')
+    features = networks = None
+    with_features = hasattr(model, 'forward_with_features')
+    with torch.no_grad():
+        for stage in VIEW_STAGES if tta else VIEW_STAGES[:1]:
+            for start in range(0, len(unsure), batch_size):
+                chosen = unsure[start:start + batch_size]
+                batch = images[chosen].to(device)
+                if stage is VIEW_STAGES[0] and with_features:
+                    log_probabilities, batch_features, batch_networks = model.forward_with_features(
+                        tta_view(batch, *stage[0]))
+                    if features is None:
+                        features = torch.zeros(len(images), batch_features.shape[1], device='cpu')
+                        networks = torch.zeros(len(images), dtype=torch.long, device='cpu')
+                    features[chosen], networks[chosen] = batch_features.float().cpu(), batch_networks.cpu()
+                    summed[chosen] += log_probabilities.exp().cpu()
+                else:
+                    summed[chosen] += sum(model(tta_view(batch, *how)).exp() for how in stage).cpu()
+            views_seen[unsure] += len(stage)
+            unsure = unsure[summed[unsure].max(dim=1).values < SURE * views_seen[unsure, 0]]
+    model.train(was_training)
+    return summed / views_seen, features, networks
 
 
 # adapt_to_batch: each image is pulled towards the classes of up to NEIGHBOURS images of its batch whose features
@@ -452,45 +415,6 @@ def adaptation_strength(probabilities):
     return STRENGTH * min(1.0, len(probabilities) / FULL_STRENGTH_AT) * min(1.0, max(0.0, doubt))
 
 
-def image_outputs(model, x, batch_size=256, tta=True):
-    """Each image's own outputs: (probabilities (B, 10), features (B, F), network (B,)), on the CPU.
-
-    Runs in eval mode without gradients on the model's device, then restores the mode the model was
-    in. Each row of probabilities is the mean class probability over the views seen; with ``tta``
-    (test-time augmentation) the images whose winning class gets less than SURE see the next stage of
-    VIEW_STAGES, up to ten views. Features and network are those of ``forward_with_features`` on the
-    first view, None for a model without it. Float input in 0..255 works too: ``MyNet`` ignores scale.
-    """
-    device = next(model.parameters()).device
-    images = as_image_batch(x)
-    was_training = model.training
-    model.eval()
-    summed = torch.zeros(len(images), 10, device='cpu')
-    views_seen = torch.zeros(len(images), 1, device='cpu')
-    unsure = torch.arange(len(images), device='cpu')
-    features = networks = None
-    with_features = hasattr(model, 'forward_with_features')
-    with torch.no_grad():
-        for stage in VIEW_STAGES if tta else VIEW_STAGES[:1]:
-            for start in range(0, len(unsure), batch_size):
-                chosen = unsure[start:start + batch_size]
-                batch = images[chosen].to(device)
-                if stage is VIEW_STAGES[0] and with_features:
-                    log_probabilities, batch_features, batch_networks = model.forward_with_features(
-                        tta_view(batch, *stage[0]))
-                    if features is None:
-                        features = torch.zeros(len(images), batch_features.shape[1], device='cpu')
-                        networks = torch.zeros(len(images), dtype=torch.long, device='cpu')
-                    features[chosen], networks[chosen] = batch_features.float().cpu(), batch_networks.cpu()
-                    summed[chosen] += log_probabilities.exp().cpu()
-                else:
-                    summed[chosen] += sum(model(tta_view(batch, *how)).exp() for how in stage).cpu()
-            views_seen[unsure] += len(stage)
-            unsure = unsure[summed[unsure].max(dim=1).values < SURE * views_seen[unsure, 0]]
-    model.train(was_training)
-    return summed / views_seen, features, networks
-
-
 def class_probabilities(model, x, batch_size=256, tta=True, adapt=True):
     """Class probabilities (B, 10) for images x (see ``as_image_batch`` for accepted forms): each image's own
     (see ``image_outputs``), then, with ``adapt``, smoothed over its neighbours in the batch (see
@@ -507,8 +431,10 @@ def classify(model, x, batch_size=256, tta=True, adapt=True):
     return class_probabilities(model, x, batch_size, tta, adapt).argmax(dim=1)
 
 
-
 # ----------------------------------------------------------------------------- data
+
+VAL_SPLIT_SEED = 0          # the validation split is the same for every --seed
+
 
 def load_fashion_mnist(root, train):
     """Images (N, 1, 28, 28) float in [0, 1] and labels (N,) int64 from <root>/FashionMNIST/raw.
@@ -534,301 +460,16 @@ def split_train_val(images, labels, val_size):
     return (images[train], labels[train]), (images[val], labels[val])
 
 
+# the validation shifts: the checkpoint choice reads the first SHIFTED_VAL_IMAGES validation images under each
+SHIFTED_VAL_IMAGES = 250
+
+
 def shifted_validation_set(images, labels):
     """The first SHIFTED_VAL_IMAGES validation images under every non-clean shift, concatenated."""
     images, labels = images[:SHIFTED_VAL_IMAGES], labels[:SHIFTED_VAL_IMAGES]
     shifted = [shift(images) for name, shift in SHIFTS.items() if name != 'clean']
     return torch.cat(shifted), labels.repeat(len(shifted))
 
-
-def load_real_photos(path, images_key='images'):
-    """Real photos converted by ``make data``: (images (N, 1, 28, 28) float in [0, 1], labels (N,), contributor
-    ids (N,) or None where the set names none), or None when the file is absent (the real photos are optional).
-    images_key: 'images', or 'images_area' for the catalogue photos resized with an area filter."""
-    if not path or not os.path.exists(path):
-        return None
-    import numpy as np
-    with np.load(path) as arrays:
-        images = torch.from_numpy(arrays[images_key]).unsqueeze(1).float() / 255.0
-        senders = torch.from_numpy(arrays['senders']).long() if 'senders' in arrays.files else None
-        return images, torch.from_numpy(arrays['labels']).long(), senders
-
-
-# ----------------------------------------------------------------------------- augmentation
-
-def _uniform(n, low, high, generator):
-    return low + (high - low) * torch.rand(n, generator=generator, device=generator.device)
-
-
-def _log_uniform(n, low, high, generator):
-    return torch.exp(_uniform(n, math.log(low), math.log(high), generator))
-
-
-def _chosen(n, p, generator):
-    return torch.rand(n, generator=generator, device=generator.device) < p
-
-
-def random_shift_flip(x, generator, max_pixels):
-    """Whole-pixel translation by up to ``max_pixels`` and a horizontal flip, each per image.
-
-    Exact: pixels are moved, never interpolated, so the images stay as sharp as the
-    test images (bilinear resampling blurs them). x: (B, 1, H, W) -> same shape, zero fill.
-    """
-    n, _, h, w = x.shape
-    flip = _chosen(n, 0.5, generator)
-    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-    padded = F.pad(x, (max_pixels,) * 4)
-    top = torch.randint(0, 2 * max_pixels + 1, (n, 1, 1), generator=generator, device=x.device)
-    left = torch.randint(0, 2 * max_pixels + 1, (n, 1, 1), generator=generator, device=x.device)
-    rows = top + torch.arange(h, device=x.device).view(1, h, 1)
-    cols = left + torch.arange(w, device=x.device).view(1, 1, w)
-    return padded[torch.arange(n, device=x.device).view(-1, 1, 1), 0, rows, cols].unsqueeze(1)
-
-
-def random_rotate_scale(x, generator, max_degrees, scale):
-    """Rotation by up to max_degrees and scaling in the range ``scale`` about the centre, per image (bilinear)."""
-    n = x.shape[0]
-    angle = _uniform(n, -max_degrees, max_degrees, generator) * math.pi / 180
-    zoom = _uniform(n, *scale, generator)
-    return affine(x, angle, zoom, x.new_zeros(n), x.new_zeros(n, 2))
-
-
-def random_geometry(x, generator, recipe):
-    """Every image shifted and maybe flipped; a recipe.rotate_probability fraction also rotated and
-    scaled (the rest keep their pixels exactly)."""
-    x = random_shift_flip(x, generator, recipe.max_shift_pixels)
-    rotated = _chosen(x.shape[0], recipe.rotate_probability, generator)
-    rotated_x = random_rotate_scale(x, generator, recipe.max_degrees, recipe.scale)
-    return torch.where(rotated.view(-1, 1, 1, 1), rotated_x, x)
-
-
-def random_erasing(x, generator, p, area, log_ratio):
-    """Fill a random rectangle of each chosen image with one random grey level."""
-    n, _, h, w = x.shape
-    target_area = _uniform(n, *area, generator) * h * w
-    ratio = torch.exp(_uniform(n, *log_ratio, generator))
-    eh = (target_area * ratio).sqrt().clamp(1, h)
-    ew = (target_area / ratio).sqrt().clamp(1, w)
-    top = torch.rand(n, generator=generator, device=x.device) * (h - eh)
-    left = torch.rand(n, generator=generator, device=x.device) * (w - ew)
-    rows = torch.arange(h, device=x.device).view(1, h, 1)
-    cols = torch.arange(w, device=x.device).view(1, 1, w)
-    inside = ((rows >= top.view(-1, 1, 1)) & (rows < (top + eh).view(-1, 1, 1))
-              & (cols >= left.view(-1, 1, 1)) & (cols < (left + ew).view(-1, 1, 1)))
-    inside &= _chosen(n, p, generator).view(-1, 1, 1)
-    fill = torch.rand(n, 1, 1, generator=generator, device=x.device).expand(n, h, w)
-    return torch.where(inside.unsqueeze(1), fill.unsqueeze(1), x)
-
-
-def gaussian_blur(x, sigma):
-    """Blur each image x[i] (B, 1, H, W) with its own sigma[i] (B,), 5x5 kernel."""
-    offsets = torch.arange(-2, 3, dtype=x.dtype, device=x.device)
-    weights = torch.exp(-offsets.view(1, -1) ** 2 / (2 * sigma.view(-1, 1) ** 2))
-    weights = weights / weights.sum(dim=1, keepdim=True)
-    kernels = (weights.unsqueeze(2) * weights.unsqueeze(1)).unsqueeze(1)      # (B, 1, 5, 5)
-    padded = F.pad(x.transpose(0, 1), (2, 2, 2, 2), mode='replicate')         # (1, B, H+4, W+4)
-    return F.conv2d(padded, kernels, groups=x.shape[0]).transpose(0, 1)
-
-
-PHOTOMETRIC = ('blur', 'gamma', 'gain', 'ramp', 'invert', 'noise', 'salt_pepper')
-
-
-def photometric_shift(x, generator, recipe):
-    """Photo-like corruptions; each one hits a random fraction of the batch: its probability in the
-    recipe times recipe.photometric. x in [0, 1]."""
-    n = x.shape[0]
-    ones = x.new_ones(n)
-    p = {name: min(1.0, recipe.photometric * getattr(recipe, f'{name}_probability')) for name in PHOTOMETRIC}
-
-    def per_image(values, chosen, neutral):
-        return torch.where(chosen, values, neutral * ones).view(-1, 1, 1, 1)
-
-    sigma = _uniform(n, *recipe.blur_sigma, generator)
-    blurred = _chosen(n, p['blur'], generator)
-    if blurred.any():
-        x = torch.where(blurred.view(-1, 1, 1, 1), gaussian_blur(x, sigma), x)
-
-    gamma = per_image(_log_uniform(n, *recipe.gamma_range, generator),
-                      _chosen(n, p['gamma'], generator), 1.0)
-    x = x.clamp_min(0) ** gamma
-
-    gain = per_image(_log_uniform(n, *recipe.gain_range, generator),
-                     _chosen(n, p['gain'], generator), 1.0)
-    mid_grey = _uniform(n, *recipe.mid_grey, generator).view(-1, 1, 1, 1)          # where 0.5 goes
-    x = torch.where(gain != 1.0, (x - 0.5) * gain + mid_grey, x)
-
-    ramp_chosen = _chosen(n, p['ramp'], generator).view(-1, 1, 1, 1)
-    h, w = x.shape[-2:]
-    ys = torch.linspace(-0.5, 0.5, h, device=x.device).view(1, 1, h, 1)
-    xs = torch.linspace(-0.5, 0.5, w, device=x.device).view(1, 1, 1, w)
-    slope_y = _uniform(n, -recipe.ramp_slope, recipe.ramp_slope, generator).view(-1, 1, 1, 1)
-    slope_x = _uniform(n, -recipe.ramp_slope, recipe.ramp_slope, generator).view(-1, 1, 1, 1)
-    x = x + ramp_chosen * (slope_y * ys + slope_x * xs)
-
-    x = torch.where(_chosen(n, p['invert'], generator).view(-1, 1, 1, 1), 1.0 - x, x)
-
-    noise_std = per_image(_uniform(n, *recipe.noise_std, generator), _chosen(n, p['noise'], generator), 0.0)
-    x = x + noise_std * torch.randn(x.shape, generator=generator, device=x.device)
-    x = x.clamp(0, 1)
-
-    salt_pepper = per_image(_uniform(n, 0.0, recipe.salt_pepper_fraction, generator),
-                            _chosen(n, p['salt_pepper'], generator), 0.0)
-    hit = torch.rand(x.shape, generator=generator, device=x.device) < salt_pepper
-    salt = (torch.rand(x.shape, generator=generator, device=x.device) < 0.5).to(x.dtype)
-    return torch.where(hit, salt, x)
-
-
-def garment_mask(x, threshold=0.03):
-    """Where the garment is in Fashion-MNIST-like images x (B, 1, H, W) on black: 1.0 inside, 0.0 outside.
-
-    A pixel is inside when it lies between lit pixels both along its row and along its
-    column, so dark patches inside a garment count, and the gap between trouser legs does not.
-    """
-    lit = (x > threshold).to(torch.int8)
-
-    def between(dim):
-        return lit.cummax(dim)[0].bool() & lit.flip(dim).cummax(dim)[0].flip(dim).bool()
-
-    return (between(-1) & between(-2)).to(x.dtype)
-
-
-def affine(x, angle, zoom, shear, shift, aspect=None):
-    """Each image x[i] (B, C, H, W) with its width-to-height ratio multiplied by aspect[i] (B,) where given
-    (area kept), scaled by zoom[i], sheared by shear[i], rotated by angle[i] radians about its centre, then
-    moved by shift[i] (B, 2) pixels (right, down); bilinear, zero fill."""
-    cos, sin = torch.cos(angle), torch.sin(angle)
-    rotation = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
-    shearing = torch.eye(2, dtype=x.dtype, device=x.device).repeat(len(angle), 1, 1)
-    shearing[:, 0, 1] = shear
-    forward = rotation @ shearing * zoom.view(-1, 1, 1)                 # content -> frame
-    if aspect is not None:
-        forward = forward @ torch.diag_embed(torch.stack([aspect.sqrt(), aspect.rsqrt()], 1))
-    inverse = torch.linalg.inv(forward)
-    offset = 2.0 * shift / torch.tensor(x.shape[-1:-3:-1], dtype=x.dtype, device=x.device)
-    theta = torch.cat([inverse, -(inverse @ offset.unsqueeze(2))], dim=2)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
-
-
-def _unit(pattern):
-    """Each pattern (B, 1, H, W) moved to zero mean and unit standard deviation."""
-    centred = pattern - pattern.mean(dim=(1, 2, 3), keepdim=True)
-    return centred / centred.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
-
-
-def _smooth_noise(n, channels, cells, h, w, generator):
-    """(n, channels, h, w) random values on a cells x cells grid, bicubically interpolated."""
-    coarse = torch.randn(n, channels, cells, cells, generator=generator, device=generator.device)
-    return F.interpolate(coarse, size=(h, w), mode='bicubic', align_corners=False)
-
-
-def random_texture(n, generator, h=28, w=28):
-    """(n, 1, h, w) backgrounds with zero mean and unit std: blotches, grain, stripes or grids, on blotches."""
-    def blotches(cells):
-        return _unit(_smooth_noise(n, 1, cells, h, w, generator))
-
-    ys = torch.arange(h, dtype=torch.float32, device=generator.device).view(1, 1, h, 1)
-    xs = torch.arange(w, dtype=torch.float32, device=generator.device).view(1, 1, 1, w)
-    angle = _uniform(n, 0, math.pi, generator).view(-1, 1, 1, 1)
-    along = xs * torch.cos(angle) + ys * torch.sin(angle)
-    across = -xs * torch.sin(angle) + ys * torch.cos(angle)
-    period = _uniform(n, 2.5, 12.0, generator).view(-1, 1, 1, 1)
-    phase = _uniform(n, 0, 2 * math.pi, generator).view(-1, 1, 1, 1)
-    grain = gaussian_blur(torch.randn(n, 1, h, w, generator=generator, device=generator.device),
-                          _uniform(n, 0.4, 1.2, generator))
-    stripes = torch.sin(2 * math.pi * along / period + phase + 1.5 * blotches(4))
-    grid = torch.maximum(torch.cos(2 * math.pi * along / period + phase),
-                         torch.cos(2 * math.pi * across / period + phase)) ** 15
-    patterns = torch.stack([blotches(5), _unit(grain), _unit(stripes), _unit(grid)])
-    kind = torch.randint(0, len(patterns), (n,), generator=generator, device=generator.device)
-    chosen = patterns[kind, torch.arange(n, device=generator.device)]
-    weight = _uniform(n, 0.0, 0.6, generator).view(-1, 1, 1, 1)
-    return _unit(chosen + weight * blotches(3))
-
-
-def random_scene(x, generator, recipe):
-    """Each garment x (B, 1, H, W) on black, as in a photo: smaller, off-centre, rotated and sheared,
-    with random grey levels for itself and for a textured background behind it."""
-    n, _, h, w = x.shape
-    angle = _uniform(n, -recipe.scene_max_degrees, recipe.scene_max_degrees, generator) * math.pi / 180
-    shift = _uniform(2 * n, -recipe.scene_max_shift, recipe.scene_max_shift, generator).view(n, 2)
-    zoom = _uniform(n, *recipe.scene_zoom, generator)
-    shear = _uniform(n, -recipe.scene_max_shear, recipe.scene_max_shear, generator)
-    aspect = None
-    if recipe.scene_aspect != 1:
-        aspect = _log_uniform(n, 1 / recipe.scene_aspect, recipe.scene_aspect, generator)
-    moved = affine(torch.cat([x, garment_mask(x)], dim=1), angle, zoom, shear, shift, aspect)
-    if recipe.elastic > 0:
-        moved = elastic_warp(moved, generator, recipe.elastic)
-    garment, alpha = moved[:, :1], moved[:, 1:]
-    if recipe.garment_shading > 0:      # folds and shadows: the garment's own brightness varies smoothly
-        depth = _uniform(n, 0.0, recipe.garment_shading, generator).view(-1, 1, 1, 1)
-        garment = garment * (1 + depth * _unit(_smooth_noise(n, 1, 4, h, w, generator)))
-    if recipe.garment_print > 0:        # a print or weave of any class's garment, so a pattern alone names no class
-        printed = _chosen(n, recipe.garment_print, generator).view(-1, 1, 1, 1)
-        weight = _uniform(n, 0.2, 0.6, generator).view(-1, 1, 1, 1) * printed
-        garment = (1 - weight) * garment + weight * (0.5 + 0.25 * random_texture(n, generator, h, w))
-    darkest = _uniform(n, 0.0, 0.6, generator).view(-1, 1, 1, 1)
-    brightest = (darkest + _uniform(n, *recipe.garment_contrast, generator).view(-1, 1, 1, 1)).clamp_max(1)
-    inverted = _chosen(n, recipe.inverted_garment, generator).view(-1, 1, 1, 1)
-    garment = torch.where(inverted, brightest - (brightest - darkest) * garment,
-                          darkest + (brightest - darkest) * garment)
-    if recipe.background_gap > 0:       # the background's grey level at least this far from the garment's middle
-        middle = (darkest + brightest) / 2
-        side = torch.where(_chosen(n, 0.5, generator).view(-1, 1, 1, 1), 1.0, -1.0)
-        level = (middle + side * _uniform(n, recipe.background_gap, 0.5, generator).view(-1, 1, 1, 1)).clamp(0, 1)
-    else:
-        level = _uniform(n, 0.0, 1.0, generator).view(-1, 1, 1, 1)
-    texture_std = _uniform(n, *recipe.background_std, generator).view(-1, 1, 1, 1)
-    background = level + texture_std * random_texture(n, generator, h, w)
-    scene = alpha * garment + (1 - alpha) * background
-    if recipe.frame_bars > 0:
-        scene = add_frame_bars(scene, level, generator, recipe.frame_bars)
-    return scene.clamp(0, 1)
-
-
-def elastic_warp(x, generator, pixels):
-    """Each image x (B, C, H, W) bent by a smooth random displacement of up to about ``pixels``."""
-    n, _, h, w = x.shape
-    displacement = _smooth_noise(n, 2, 4, h, w, generator).permute(0, 2, 3, 1) * pixels
-    displacement = displacement * 2.0 / torch.tensor([w, h], dtype=x.dtype, device=x.device)
-    identity = F.affine_grid(torch.eye(2, 3, dtype=x.dtype, device=x.device).repeat(n, 1, 1), list(x.shape),
-                             align_corners=False)
-    return F.grid_sample(x, identity + displacement, mode='bilinear', padding_mode='zeros', align_corners=False)
-
-
-def add_frame_bars(x, level, generator, p, widest=5):
-    """For a fraction p of the images x (B, 1, H, W), flat bands of grey ``level`` (B, 1, 1, 1) on two
-    opposite sides, as the conversion pads a photo that is not square."""
-    n, _, h, w = x.shape
-    width = torch.randint(1, widest + 1, (n, 1, 1, 1), generator=generator, device=x.device)
-    across = _chosen(n, 0.5, generator).view(-1, 1, 1, 1)
-    rows = torch.arange(h, device=x.device).view(1, 1, h, 1)
-    columns = torch.arange(w, device=x.device).view(1, 1, 1, w)
-    in_bar = torch.where(across, (columns < width) | (columns >= w - width), (rows < width) | (rows >= h - width))
-    in_bar = in_bar & _chosen(n, p, generator).view(-1, 1, 1, 1)
-    return torch.where(in_bar, level.expand_as(x), x)
-
-
-def augment(x, generator, recipe=Recipe(), labels=None):
-    """The training augmentation: geometry, photo-like scenes, random erasing, then photometric shifts.
-
-    x: (B, 1, 28, 28) in [0, 1] -> the same shape, in [0, 1]; every setting comes from ``recipe``. Where
-    labels (B,) are given, only images of recipe.scene_classes are laid on scenes.
-    """
-    x = random_geometry(x, generator, recipe)
-    if recipe.scene_probability > 0:
-        in_scene = _chosen(x.shape[0], recipe.scene_probability, generator)
-        if labels is not None:
-            in_scene &= torch.isin(labels, torch.tensor(recipe.scene_classes, device=labels.device))
-        if in_scene.any():
-            x = x.clone()
-            x[in_scene] = random_scene(x[in_scene], generator, recipe)
-    x = random_erasing(x, generator, recipe.erase_probability, recipe.erase_area, recipe.erase_log_ratio)
-    return photometric_shift(x, generator, recipe)
-
-
-# ----------------------------------------------------------------------------- validation shifts
 
 def _with_noise(x, std, seed):
     generator = torch.Generator().manual_seed(seed)
@@ -890,18 +531,383 @@ SCENE_SHIFTS = ('zoomed out 0.65', 'off-centre 3,4 px', 'rotated 20', 'sheared 0
 PHOTOMETRIC_SHIFTS = ('brighter +0.4', 'low contrast x0.3', 'gamma 0.5', 'gamma 2.0', 'inverted')
 
 
+# ----------------------------------------------------------------------------- augmentation
+
+def augment(x, generator, recipe, labels=None, scenes=None):
+    """The training augmentation: geometry, photo-like scenes, random erasing, then photometric shifts.
+
+    x: (B, 1, 28, 28) in [0, 1] -> the same shape, in [0, 1]; the settings come from ``recipe`` (a Recipe).
+    scenes: (probability, classes): that fraction of the images goes on a scene (see ``random_scene``), where
+    labels (B,) are given only images of those classes; None: no scenes.
+    """
+    x = random_geometry(x, generator, recipe)
+    if scenes is not None and scenes[0] > 0:
+        probability, classes = scenes
+        in_scene = _chosen(x.shape[0], probability, generator)
+        if labels is not None:
+            in_scene &= torch.isin(labels, torch.tensor(classes, device=labels.device))
+        if in_scene.any():
+            x = x.clone()
+            x[in_scene] = random_scene(x[in_scene], generator, recipe.scene_details)
+    x = random_erasing(x, generator, recipe.erase_probability)
+    return photometric_shift(x, generator, recipe.photometric)
+
+
+def _uniform(n, low, high, generator):
+    return low + (high - low) * torch.rand(n, generator=generator, device=generator.device)
+
+
+def _log_uniform(n, low, high, generator):
+    return torch.exp(_uniform(n, math.log(low), math.log(high), generator))
+
+
+def _chosen(n, p, generator):
+    return torch.rand(n, generator=generator, device=generator.device) < p
+
+
+def random_geometry(x, generator, recipe):
+    """Every image shifted and maybe flipped; a recipe.rotate_probability fraction also rotated and
+    scaled (the rest keep their pixels exactly)."""
+    x = random_shift_flip(x, generator, recipe.max_shift_pixels)
+    rotated = _chosen(x.shape[0], recipe.rotate_probability, generator)
+    rotated_x = random_rotate_scale(x, generator, recipe.max_degrees, recipe.scale)
+    return torch.where(rotated.view(-1, 1, 1, 1), rotated_x, x)
+
+
+def random_shift_flip(x, generator, max_pixels):
+    """Whole-pixel translation by up to ``max_pixels`` and a horizontal flip, each per image.
+
+    Exact: pixels are moved, never interpolated, so the images stay as sharp as the
+    test images (bilinear resampling blurs them). x: (B, 1, H, W) -> same shape, zero fill.
+    """
+    n, _, h, w = x.shape
+    flip = _chosen(n, 0.5, generator)
+    x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+    padded = F.pad(x, (max_pixels,) * 4)
+    top = torch.randint(0, 2 * max_pixels + 1, (n, 1, 1), generator=generator, device=x.device)
+    left = torch.randint(0, 2 * max_pixels + 1, (n, 1, 1), generator=generator, device=x.device)
+    rows = top + torch.arange(h, device=x.device).view(1, h, 1)
+    cols = left + torch.arange(w, device=x.device).view(1, 1, w)
+    return padded[torch.arange(n, device=x.device).view(-1, 1, 1), 0, rows, cols].unsqueeze(1)
+
+
+def random_rotate_scale(x, generator, max_degrees, scale):
+    """Rotation by up to max_degrees and scaling in the range ``scale`` about the centre, per image (bilinear)."""
+    n = x.shape[0]
+    angle = _uniform(n, -max_degrees, max_degrees, generator) * math.pi / 180
+    zoom = _uniform(n, *scale, generator)
+    return affine(x, angle, zoom, x.new_zeros(n), x.new_zeros(n, 2))
+
+
+ERASE_AREA = (0.02, 0.2)          # range of the erased rectangle's area, as a fraction of the image
+ERASE_LOG_RATIO = (-1.2, 1.2)     # range of the log of its aspect ratio
+
+
+def random_erasing(x, generator, p):
+    """A fraction p of the images x (B, 1, H, W) each get a random rectangle of one random grey level."""
+    n, _, h, w = x.shape
+    target_area = _uniform(n, *ERASE_AREA, generator) * h * w
+    ratio = torch.exp(_uniform(n, *ERASE_LOG_RATIO, generator))
+    eh = (target_area * ratio).sqrt().clamp(1, h)
+    ew = (target_area / ratio).sqrt().clamp(1, w)
+    top = torch.rand(n, generator=generator, device=x.device) * (h - eh)
+    left = torch.rand(n, generator=generator, device=x.device) * (w - ew)
+    rows = torch.arange(h, device=x.device).view(1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, w)
+    inside = ((rows >= top.view(-1, 1, 1)) & (rows < (top + eh).view(-1, 1, 1))
+              & (cols >= left.view(-1, 1, 1)) & (cols < (left + ew).view(-1, 1, 1)))
+    inside &= _chosen(n, p, generator).view(-1, 1, 1)
+    fill = torch.rand(n, 1, 1, generator=generator, device=x.device).expand(n, h, w)
+    return torch.where(inside.unsqueeze(1), fill.unsqueeze(1), x)
+
+
+# each photometric shift's probability (Recipe.photometric scales them all), then their ranges
+PHOTOMETRIC = {'blur': 0.05, 'gamma': 0.15, 'gain': 0.15, 'ramp': 0.05, 'invert': 0.025, 'noise': 0.05,
+               'salt_pepper': 0.025}
+BLUR_SIGMA = (0.4, 1.3)
+GAMMA_RANGE = (0.4, 2.5)          # log-uniform
+GAIN_RANGE = (0.25, 2.0)          # log-uniform, contrast with clipping, moving grey 0.5 to a level in MID_GREY
+MID_GREY = (0.2, 0.8)
+RAMP_SLOPE = 0.6                  # a linear illumination ramp: its largest slope across the image, each axis
+NOISE_STD = (0.01, 0.12)          # Gaussian noise
+SALT_PEPPER_FRACTION = 0.04       # the largest fraction of the pixels salt-and-pepper noise hits
+
+
+def photometric_shift(x, generator, strength=1.0):
+    """Photo-like corruptions of images x (B, 1, H, W) in [0, 1]; each one hits a random fraction of them: its
+    probability in PHOTOMETRIC times strength."""
+    n = x.shape[0]
+    ones = x.new_ones(n)
+    p = {name: min(1.0, strength * probability) for name, probability in PHOTOMETRIC.items()}
+
+    def per_image(values, chosen, neutral):
+        return torch.where(chosen, values, neutral * ones).view(-1, 1, 1, 1)
+
+    sigma = _uniform(n, *BLUR_SIGMA, generator)
+    blurred = _chosen(n, p['blur'], generator)
+    if blurred.any():
+        x = torch.where(blurred.view(-1, 1, 1, 1), gaussian_blur(x, sigma), x)
+
+    gamma = per_image(_log_uniform(n, *GAMMA_RANGE, generator),
+                      _chosen(n, p['gamma'], generator), 1.0)
+    x = x.clamp_min(0) ** gamma
+
+    gain = per_image(_log_uniform(n, *GAIN_RANGE, generator),
+                     _chosen(n, p['gain'], generator), 1.0)
+    mid_grey = _uniform(n, *MID_GREY, generator).view(-1, 1, 1, 1)          # where 0.5 goes
+    x = torch.where(gain != 1.0, (x - 0.5) * gain + mid_grey, x)
+
+    ramp_chosen = _chosen(n, p['ramp'], generator).view(-1, 1, 1, 1)
+    h, w = x.shape[-2:]
+    ys = torch.linspace(-0.5, 0.5, h, device=x.device).view(1, 1, h, 1)
+    xs = torch.linspace(-0.5, 0.5, w, device=x.device).view(1, 1, 1, w)
+    slope_y = _uniform(n, -RAMP_SLOPE, RAMP_SLOPE, generator).view(-1, 1, 1, 1)
+    slope_x = _uniform(n, -RAMP_SLOPE, RAMP_SLOPE, generator).view(-1, 1, 1, 1)
+    x = x + ramp_chosen * (slope_y * ys + slope_x * xs)
+
+    x = torch.where(_chosen(n, p['invert'], generator).view(-1, 1, 1, 1), 1.0 - x, x)
+
+    noise_std = per_image(_uniform(n, *NOISE_STD, generator), _chosen(n, p['noise'], generator), 0.0)
+    x = x + noise_std * torch.randn(x.shape, generator=generator, device=x.device)
+    x = x.clamp(0, 1)
+
+    salt_pepper = per_image(_uniform(n, 0.0, SALT_PEPPER_FRACTION, generator),
+                            _chosen(n, p['salt_pepper'], generator), 0.0)
+    hit = torch.rand(x.shape, generator=generator, device=x.device) < salt_pepper
+    salt = (torch.rand(x.shape, generator=generator, device=x.device) < 0.5).to(x.dtype)
+    return torch.where(hit, salt, x)
+
+
+def gaussian_blur(x, sigma):
+    """Blur each image x[i] (B, 1, H, W) with its own sigma[i] (B,), 5x5 kernel."""
+    offsets = torch.arange(-2, 3, dtype=x.dtype, device=x.device)
+    weights = torch.exp(-offsets.view(1, -1) ** 2 / (2 * sigma.view(-1, 1) ** 2))
+    weights = weights / weights.sum(dim=1, keepdim=True)
+    kernels = (weights.unsqueeze(2) * weights.unsqueeze(1)).unsqueeze(1)      # (B, 1, 5, 5)
+    padded = F.pad(x.transpose(0, 1), (2, 2, 2, 2), mode='replicate')         # (1, B, H+4, W+4)
+    return F.conv2d(padded, kernels, groups=x.shape[0]).transpose(0, 1)
+
+
+# a scene (see random_scene): the garment's scale, largest rotation (degrees), shear and offset from the centre
+# (pixels), the range of its grey-level span, and of the background texture's standard deviation
+SCENE_ZOOM = (0.7, 1.0)
+SCENE_MAX_DEGREES = 25.0
+SCENE_MAX_SHEAR = 0.3
+SCENE_MAX_SHIFT = 4.0
+GARMENT_CONTRAST = (0.3, 1.0)
+BACKGROUND_STD = (0.03, 0.15)
+# the scene's details, which Recipe.scene_details switches off together
+ELASTIC = 0.8            # the garment bent by a smooth random displacement of this many pixels
+GARMENT_SHADING = 0.4    # the largest depth of smooth shading (folds, shadows) on the garment
+GARMENT_PRINT = 0.3      # the fraction of garments with a printed or woven pattern
+INVERTED_GARMENT = 0.3   # the fraction of garments drawn in negative
+BACKGROUND_GAP = 0.15    # the least distance of the background's grey level from the garment's middle one
+FRAME_BARS = 0.25        # the fraction of scenes with flat bands on two sides, as a padded photo has
+
+
+def random_scene(x, generator, details=True):
+    """Each garment x (B, 1, H, W) on black, as in a photo: smaller, off-centre, rotated and sheared,
+    with random grey levels for itself and for a textured background behind it; with details, also the
+    scene's details (see the constants above)."""
+    n, _, h, w = x.shape
+    elastic, shading, printed_share, inverted_share, gap, bars = (
+        (ELASTIC, GARMENT_SHADING, GARMENT_PRINT, INVERTED_GARMENT, BACKGROUND_GAP, FRAME_BARS) if details
+        else (0.0,) * 6)
+    angle = _uniform(n, -SCENE_MAX_DEGREES, SCENE_MAX_DEGREES, generator) * math.pi / 180
+    shift = _uniform(2 * n, -SCENE_MAX_SHIFT, SCENE_MAX_SHIFT, generator).view(n, 2)
+    zoom = _uniform(n, *SCENE_ZOOM, generator)
+    shear = _uniform(n, -SCENE_MAX_SHEAR, SCENE_MAX_SHEAR, generator)
+    moved = affine(torch.cat([x, garment_mask(x)], dim=1), angle, zoom, shear, shift)
+    if elastic > 0:
+        moved = elastic_warp(moved, generator, elastic)
+    garment, alpha = moved[:, :1], moved[:, 1:]
+    if shading > 0:           # folds and shadows: the garment's own brightness varies smoothly
+        depth = _uniform(n, 0.0, shading, generator).view(-1, 1, 1, 1)
+        garment = garment * (1 + depth * _unit(_smooth_noise(n, 1, 4, h, w, generator)))
+    if printed_share > 0:        # a print or weave of any class's garment, so a pattern alone names no class
+        printed = _chosen(n, printed_share, generator).view(-1, 1, 1, 1)
+        weight = _uniform(n, 0.2, 0.6, generator).view(-1, 1, 1, 1) * printed
+        garment = (1 - weight) * garment + weight * (0.5 + 0.25 * random_texture(n, generator, h, w))
+    darkest = _uniform(n, 0.0, 0.6, generator).view(-1, 1, 1, 1)
+    brightest = (darkest + _uniform(n, *GARMENT_CONTRAST, generator).view(-1, 1, 1, 1)).clamp_max(1)
+    inverted = _chosen(n, inverted_share, generator).view(-1, 1, 1, 1)
+    garment = torch.where(inverted, brightest - (brightest - darkest) * garment,
+                          darkest + (brightest - darkest) * garment)
+    if gap > 0:                      # the background's grey level at least this far from the garment's middle
+        middle = (darkest + brightest) / 2
+        side = torch.where(_chosen(n, 0.5, generator).view(-1, 1, 1, 1), 1.0, -1.0)
+        level = (middle + side * _uniform(n, gap, 0.5, generator).view(-1, 1, 1, 1)).clamp(0, 1)
+    else:
+        level = _uniform(n, 0.0, 1.0, generator).view(-1, 1, 1, 1)
+    texture_std = _uniform(n, *BACKGROUND_STD, generator).view(-1, 1, 1, 1)
+    background = level + texture_std * random_texture(n, generator, h, w)
+    scene = alpha * garment + (1 - alpha) * background
+    if bars > 0:
+        scene = add_frame_bars(scene, level, generator, bars)
+    return scene.clamp(0, 1)
+
+
+def garment_mask(x, threshold=0.03):
+    """Where the garment is in Fashion-MNIST-like images x (B, 1, H, W) on black: 1.0 inside, 0.0 outside.
+
+    A pixel is inside when it lies between lit pixels both along its row and along its
+    column, so dark patches inside a garment count, and the gap between trouser legs does not.
+    """
+    lit = (x > threshold).to(torch.int8)
+
+    def between(dim):
+        return lit.cummax(dim)[0].bool() & lit.flip(dim).cummax(dim)[0].flip(dim).bool()
+
+    return (between(-1) & between(-2)).to(x.dtype)
+
+
+def affine(x, angle, zoom, shear, shift):
+    """Each image x[i] (B, C, H, W) scaled by zoom[i], sheared by shear[i], rotated by angle[i] radians about its
+    centre, then moved by shift[i] (B, 2) pixels (right, down); bilinear, zero fill."""
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    rotation = torch.stack([torch.stack([cos, -sin], 1), torch.stack([sin, cos], 1)], 1)
+    shearing = torch.eye(2, dtype=x.dtype, device=x.device).repeat(len(angle), 1, 1)
+    shearing[:, 0, 1] = shear
+    forward = rotation @ shearing * zoom.view(-1, 1, 1)                 # content -> frame
+    inverse = torch.linalg.inv(forward)
+    offset = 2.0 * shift / torch.tensor(x.shape[-1:-3:-1], dtype=x.dtype, device=x.device)
+    theta = torch.cat([inverse, -(inverse @ offset.unsqueeze(2))], dim=2)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    return F.grid_sample(x, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
+
+
+def elastic_warp(x, generator, pixels):
+    """Each image x (B, C, H, W) bent by a smooth random displacement of up to about ``pixels``."""
+    n, _, h, w = x.shape
+    displacement = _smooth_noise(n, 2, 4, h, w, generator).permute(0, 2, 3, 1) * pixels
+    displacement = displacement * 2.0 / torch.tensor([w, h], dtype=x.dtype, device=x.device)
+    identity = F.affine_grid(torch.eye(2, 3, dtype=x.dtype, device=x.device).repeat(n, 1, 1), list(x.shape),
+                             align_corners=False)
+    return F.grid_sample(x, identity + displacement, mode='bilinear', padding_mode='zeros', align_corners=False)
+
+
+def add_frame_bars(x, level, generator, p, widest=5):
+    """For a fraction p of the images x (B, 1, H, W), flat bands of grey ``level`` (B, 1, 1, 1) on two
+    opposite sides, as the conversion pads a photo that is not square."""
+    n, _, h, w = x.shape
+    width = torch.randint(1, widest + 1, (n, 1, 1, 1), generator=generator, device=x.device)
+    across = _chosen(n, 0.5, generator).view(-1, 1, 1, 1)
+    rows = torch.arange(h, device=x.device).view(1, 1, h, 1)
+    columns = torch.arange(w, device=x.device).view(1, 1, 1, w)
+    in_bar = torch.where(across, (columns < width) | (columns >= w - width), (rows < width) | (rows >= h - width))
+    in_bar = in_bar & _chosen(n, p, generator).view(-1, 1, 1, 1)
+    return torch.where(in_bar, level.expand_as(x), x)
+
+
+def random_texture(n, generator, h=28, w=28):
+    """(n, 1, h, w) backgrounds with zero mean and unit std: blotches, grain, stripes or grids, on blotches."""
+    def blotches(cells):
+        return _unit(_smooth_noise(n, 1, cells, h, w, generator))
+
+    ys = torch.arange(h, dtype=torch.float32, device=generator.device).view(1, 1, h, 1)
+    xs = torch.arange(w, dtype=torch.float32, device=generator.device).view(1, 1, 1, w)
+    angle = _uniform(n, 0, math.pi, generator).view(-1, 1, 1, 1)
+    along = xs * torch.cos(angle) + ys * torch.sin(angle)
+    across = -xs * torch.sin(angle) + ys * torch.cos(angle)
+    period = _uniform(n, 2.5, 12.0, generator).view(-1, 1, 1, 1)
+    phase = _uniform(n, 0, 2 * math.pi, generator).view(-1, 1, 1, 1)
+    grain = gaussian_blur(torch.randn(n, 1, h, w, generator=generator, device=generator.device),
+                          _uniform(n, 0.4, 1.2, generator))
+    stripes = torch.sin(2 * math.pi * along / period + phase + 1.5 * blotches(4))
+    grid = torch.maximum(torch.cos(2 * math.pi * along / period + phase),
+                         torch.cos(2 * math.pi * across / period + phase)) ** 15
+    patterns = torch.stack([blotches(5), _unit(grain), _unit(stripes), _unit(grid)])
+    kind = torch.randint(0, len(patterns), (n,), generator=generator, device=generator.device)
+    chosen = patterns[kind, torch.arange(n, device=generator.device)]
+    weight = _uniform(n, 0.0, 0.6, generator).view(-1, 1, 1, 1)
+    return _unit(chosen + weight * blotches(3))
+
+
+def _smooth_noise(n, channels, cells, h, w, generator):
+    """(n, channels, h, w) random values on a cells x cells grid, bicubically interpolated."""
+    coarse = torch.randn(n, channels, cells, cells, generator=generator, device=generator.device)
+    return F.interpolate(coarse, size=(h, w), mode='bicubic', align_corners=False)
+
+
+def _unit(pattern):
+    """Each pattern (B, 1, H, W) moved to zero mean and unit standard deviation."""
+    centred = pattern - pattern.mean(dim=(1, 2, 3), keepdim=True)
+    return centred / centred.std(dim=(1, 2, 3), keepdim=True).clamp_min(1e-6)
+
+
 # ----------------------------------------------------------------------------- training
 
-def accuracy(model, images, labels, tta=True, adapt=True):
-    """Percentage of correctly classified images (float tensors (N,1,28,28) in [0,1]), handed to classify at once."""
-    return 100.0 * (classify(model, images, tta=tta, adapt=adapt) == labels).double().mean().item()
+def _setting(default, help_text):
+    return dataclasses.field(default=default, metadata={'help': help_text})
 
 
-def balanced_accuracy(predicted, labels):
-    """The mean over the classes present in labels (N,) of the percentage of each predicted (N,) right."""
-    return sum(100.0 * (predicted[labels == label] == label).double().mean().item()
-               for label in labels.unique()) / len(labels.unique())
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Every setting of the training, each a flag of ``python pytorch_cnn.py`` (``batch_size`` is
+    ``--batch-size``, a range takes two numbers, a switch has a ``--no-`` form); the families of the
+    augmentation and the training are each switched off by one (docs/EXPERIMENTS.md, the ablation)."""
+    # length, optimiser and schedule
+    epochs: int = _setting(30, 'training length in epochs of steps (epochs x ceil(N / batch size) steps)')
+    batch_size: int = _setting(128, 'images per step')
+    lr: float = _setting(0.05, 'peak learning rate of the one-cycle schedule')
+    warmup_fraction: float = _setting(0.15, 'fraction of the steps in which the learning rate rises to its peak')
+    lr_start_divisor: float = _setting(10.0, 'the schedule starts at lr / this')
+    lr_end_divisor: float = _setting(200.0, 'and ends at lr / (start divisor x this)')
+    momentum: float = _setting(0.9, 'Nesterov momentum of SGD')
+    weight_decay: float = _setting(5e-4, 'L2 weight decay of the weights (not of biases and BatchNorm)')
+    label_smoothing: float = _setting(0.1, 'label smoothing of the cross-entropy')
+    ema_decay: float = _setting(0.999, 'decay of the weight average that is evaluated and saved')
+    ema_warmup: int = _setting(10, 'the average decays by (1 + t) / (this + t) while that is below ema_decay')
+    easy_kept: float = _setting(0.3, 'fraction of the easier half of the images each pass trains on (1: all)')
+    checkpoint_shifted: bool = _setting(True, 'the checkpoint chosen by the mean of the clean and the shifted '
+                                              'validation accuracy (else by the clean one)')
+    # augmentation: every image is shifted by whole pixels and mirrored half the time
+    augment: bool = _setting(True, 'augment the training images (all the settings below)')
+    max_shift_pixels: int = _setting(1, 'largest whole-pixel shift')
+    rotate_probability: float = _setting(0.3, 'fraction of images also rotated and scaled (bilinear)')
+    max_degrees: float = _setting(8.0, 'largest rotation of those')
+    scale: tuple = _setting((0.92, 1.08), 'range of their scale factor')
+    erase_probability: float = _setting(0.2, 'fraction of images with a rectangle of one grey level')
+    photometric: float = _setting(1.0, 'scales the probability of every photometric shift (0: none)')
+    # fine-tuning: after the main schedule, a short one of its own with scenes, from the best weights so far
+    finetune_epochs: int = _setting(4, 'epochs of steps of the fine-tuning on scenes (0: none)')
+    finetune_lr: float = _setting(0.01, 'its peak learning rate')
+    finetune_scene_probability: float = _setting(0.25, 'fraction of images laid on a textured background in it')
+    finetune_scale: tuple = _setting((0.65, 1.08), 'range of the scale factor of its rotated and scaled images '
+                                                   '(garments zoomed out on black)')
+    plain_scene_classes: tuple = _setting((0, 1, 2, 3, 4, 6), 'MyNet: the classes laid on scenes in the fine-'
+                                          'tuning of its network for plain backgrounds (footwear and bags stay on '
+                                          'black, as catalogue photos show them)')
+    scene_details: bool = _setting(True, 'scenes with bending, shading, prints, negative garments, frame bars and '
+                                         'a background apart from the garment (see random_scene)')
 
+
+class Phase(typing.NamedTuple):
+    """One phase of a training: the parts of the model it trains (names of MyNet's networks; (): the whole
+    model), its recipe, and its scenes (see ``augment``)."""
+    parts: tuple
+    recipe: Recipe
+    scenes: tuple = None
+
+
+def training_phases(recipe, model):
+    """[Phase]: the main schedule without scenes (where recipe.epochs > 0), then, where recipe.finetune_epochs > 0,
+    the fine-tuning: its
+    own one-cycle schedule at finetune_lr, with finetune_scene_probability scenes and finetune_scale as the scale
+    range of its rotated and scaled images. For MyNet the main schedule trains one GarmentNet that is both of its
+    networks; the fine-tuning then trains ``scene``, and a second one like it, with scenes for
+    plain_scene_classes only, trains ``plain``."""
+    two_networks = isinstance(model, MyNet)
+    phases = [Phase(('plain', 'scene') if two_networks else (), recipe)] if recipe.epochs > 0 else []
+    if recipe.finetune_epochs > 0:
+        fine_tuning = dataclasses.replace(recipe, epochs=recipe.finetune_epochs, lr=recipe.finetune_lr,
+                                          scale=recipe.finetune_scale)
+        phases.append(Phase(('scene',) if two_networks else (), fine_tuning,
+                            (recipe.finetune_scene_probability, ALL_CLASSES)))
+        if two_networks:
+            phases.append(Phase(('plain',), fine_tuning,
+                                (recipe.finetune_scene_probability, recipe.plain_scene_classes)))
+    return phases
 
 
 def pick_device(requested='auto'):
@@ -914,55 +920,6 @@ def pick_device(requested='auto'):
     if not available[requested]:
         raise SystemExit(f'error: --device {requested}: this PyTorch sees no such device (try --device auto)')
     return torch.device(requested)
-
-
-class WeightAverage:
-    """Exponential moving average of a model's parameters and buffers (used for evaluation).
-
-    The decay warms up as min(decay, (1 + t) / (warmup + t)) after t updates, so the
-    average follows the model closely while its weights still move fast.
-    """
-
-    def __init__(self, model, decay, warmup):
-        self.model = copy.deepcopy(model).eval()
-        self.decay, self.warmup = decay, warmup
-        self.updates = 0
-
-    @torch.no_grad()
-    def update(self, model):
-        decay = min(self.decay, (1 + self.updates) / (self.warmup + self.updates))
-        self.updates += 1
-        for average, current in zip(self.model.state_dict().values(), model.state_dict().values()):
-            if average.dtype.is_floating_point:
-                average.lerp_(current, 1.0 - decay)
-            else:
-                average.copy_(current)
-
-
-def save_atomically(value, path, write=torch.save):
-    """write(value, file) into a temporary file beside path, then renamed to path: never half a file."""
-    tmp_path = f'{path}.tmp{os.getpid()}'
-    try:
-        with open(tmp_path, 'wb') as file:
-            write(value, file)
-        os.replace(tmp_path, path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-
-
-def pick_pass(last_loss, easy_kept, generator):
-    """The training images of one pass, shuffled: indices into the training set.
-
-    last_loss (N,) holds each image's loss when it was last trained on (inf: never). A pass
-    takes every image whose loss is at least the median (the harder half, and every image
-    not yet trained on) and a random ``easy_kept`` fraction of the rest (1: every image).
-    """
-    hard = last_loss >= last_loss.median()
-    kept = hard | (torch.rand(len(last_loss), generator=generator, device=generator.device).to(hard.device)
-                   < easy_kept)
-    chosen = kept.nonzero().squeeze(1)
-    return chosen[torch.randperm(len(chosen), generator=generator, device=generator.device).to(chosen.device)]
 
 
 def cpu_has_bf16_units(cpuinfo='/proc/cpuinfo'):
@@ -993,6 +950,29 @@ def choose_precision(requested, device):
         return None
     print(f'precision: bf16 autocast ({requested} asked; this CPU has bf16 units)')
     return torch.bfloat16
+
+
+class WeightAverage:
+    """Exponential moving average of a model's parameters and buffers (used for evaluation).
+
+    The decay warms up as min(decay, (1 + t) / (warmup + t)) after t updates, so the
+    average follows the model closely while its weights still move fast.
+    """
+
+    def __init__(self, model, decay, warmup):
+        self.model = copy.deepcopy(model).eval()
+        self.decay, self.warmup = decay, warmup
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, model):
+        decay = min(self.decay, (1 + self.updates) / (self.warmup + self.updates))
+        self.updates += 1
+        for average, current in zip(self.model.state_dict().values(), model.state_dict().values()):
+            if average.dtype.is_floating_point:
+                average.lerp_(current, 1.0 - decay)
+            else:
+                average.copy_(current)
 
 
 @dataclasses.dataclass
@@ -1059,8 +1039,23 @@ def train_step(training, x, y, recipe):
     return per_image.detach()
 
 
-def train_one_pass(training, images, labels, order, recipe, generator):
-    """Trains on images[order] in batches with fresh augmentation; returns (mean loss, steps taken).
+def pick_pass(last_loss, easy_kept, generator):
+    """The training images of one pass, shuffled: indices into the training set.
+
+    last_loss (N,) holds each image's loss when it was last trained on (inf: never). A pass
+    takes every image whose loss is at least the median (the harder half, and every image
+    not yet trained on) and a random ``easy_kept`` fraction of the rest (1: every image).
+    """
+    hard = last_loss >= last_loss.median()
+    kept = hard | (torch.rand(len(last_loss), generator=generator, device=generator.device).to(hard.device)
+                   < easy_kept)
+    chosen = kept.nonzero().squeeze(1)
+    return chosen[torch.randperm(len(chosen), generator=generator, device=generator.device).to(chosen.device)]
+
+
+def train_one_pass(training, images, labels, order, recipe, generator, scenes=None):
+    """Trains on images[order] in batches with fresh augmentation (scenes: see ``augment``); returns (mean loss,
+    steps taken).
 
     Writes each image's loss (on its augmented view, label-smoothed) into training.last_loss[order].
     """
@@ -1068,7 +1063,7 @@ def train_one_pass(training, images, labels, order, recipe, generator):
     total_loss, steps = 0.0, 0      # the loss stays on the device until the end: no wait for the GPU each step
     for start in range(0, len(order), recipe.batch_size):
         batch = order[start:start + recipe.batch_size]
-        x = augment(images[batch], generator, recipe, labels[batch]) if recipe.augment else images[batch]
+        x = augment(images[batch], generator, recipe, labels[batch], scenes) if recipe.augment else images[batch]
         per_image = train_step(training, x, labels[batch], recipe)
         training.last_loss[batch] = per_image
         total_loss += per_image.sum().double()
@@ -1077,59 +1072,31 @@ def train_one_pass(training, images, labels, order, recipe, generator):
 
 
 def validation_sets(args):
-    """(train_x, train_y), then the checks: {'val', 'shifted': (images, labels), 'phone', 'catalogue': (images,
-    labels) or None where `make data` had no such photos}; small with --dry-run."""
+    """(train_x, train_y), then the checks: {'val', 'shifted': (images, labels)}; small with --dry-run."""
     images, labels = load_fashion_mnist(args.data, train=True)
     (train_x, train_y), (val_x, val_y) = split_train_val(images, labels, args.val_size)
-    photos = {'phone': load_real_photos(args.real_photos), 'catalogue': load_real_photos(args.catalogue_photos)}
-    photos = {name: found and found[:2] for name, found in photos.items()}
     shifted_x, shifted_y = val_x, val_y
-    if args.dry_run:        # small enough for seconds: 512 images to train on and to validate, fewer for the rest
+    if args.dry_run:        # small enough for seconds: 512 images to train on and to validate, 64 a shift
         train_x, train_y, val_x, val_y = train_x[:512], train_y[:512], val_x[:512], val_y[:512]
         shifted_x, shifted_y = val_x[:64], val_y[:64]
-        photos = {name: found and tuple(part[:256] for part in found) for name, found in photos.items()}
-    return (train_x, train_y), {'val': (val_x, val_y), 'shifted': shifted_validation_set(shifted_x, shifted_y),
-                                **photos}
+    return (train_x, train_y), {'val': (val_x, val_y), 'shifted': shifted_validation_set(shifted_x, shifted_y)}
 
 
 def validate(model, checks):
-    """Single-view accuracy of model on each of ``validation_sets``' checks, each image on its own (no batch
-    adaptation): {'val', 'shifted': %, 'phone', 'catalogue': balanced accuracy in %, None where the photos are
-    absent}."""
-    scores = {}
-    for name, found in checks.items():
-        if found is None:
-            scores[name] = None
-        elif name in ('val', 'shifted'):
-            scores[name] = accuracy(model, *found, tta=False, adapt=False)
-        else:
-            scores[name] = balanced_accuracy(classify(model, found[0], tta=False, adapt=False), found[1])
-    return scores
+    """{name: single-view accuracy in %} of model on each of ``validation_sets``' checks, each image on its own
+    (no batch adaptation)."""
+    return {name: accuracy(model, *found, tta=False, adapt=False) for name, found in checks.items()}
+
+
+def accuracy(model, images, labels, tta=True, adapt=True):
+    """Percentage of correctly classified images (float tensors (N,1,28,28) in [0,1]), handed to classify at once."""
+    return 100.0 * (classify(model, images, tta=tta, adapt=adapt) == labels).double().mean().item()
 
 
 def log_pass(number, epochs_done, epochs, images, loss, scores, improved, seconds, eta):
-    photos = ''.join(f'{name} {scores[name]:5.1f}%  ' for name in ('phone', 'catalogue') if scores[name] is not None)
     print(f'pass {number:3d}  epoch {epochs_done:5.2f}/{epochs:g}  {images:5d} images  loss {loss:.4f}  '
-          f'val {scores["val"]:6.2f}%  shifted {scores["shifted"]:6.2f}%  {photos}'
+          f'val {scores["val"]:6.2f}%  shifted {scores["shifted"]:6.2f}%  '
           f'{"best" if improved else "    "}  {seconds:5.1f}s  eta {eta / 60:4.1f} min', flush=True)
-
-
-def training_phases(recipe, model):
-    """[(the parts of model a phase trains, its recipe)]: the main schedule, then, where recipe.finetune_epochs
-    > 0, the fine-tuning: its own one-cycle schedule at finetune_lr, with finetune_scene_probability scenes
-    and finetune_scale as the scale range of its rotated and scaled images. Parts () are the whole model. For
-    MyNet the main schedule trains one GarmentNet that is both of its networks; the fine-tuning then trains
-    ``scene``, and a second one like it, with scenes for plain_scene_classes only, trains ``plain``."""
-    two_networks = isinstance(model, MyNet)
-    phases = [(('plain', 'scene') if two_networks else (), recipe)]
-    if recipe.finetune_epochs > 0:
-        fine_tuning = dataclasses.replace(recipe, epochs=recipe.finetune_epochs, lr=recipe.finetune_lr,
-                                          scene_probability=recipe.finetune_scene_probability,
-                                          scale=recipe.finetune_scale)
-        phases.append((('scene',) if two_networks else (), fine_tuning))
-        if two_networks:
-            phases.append((('plain',), dataclasses.replace(fine_tuning, scene_classes=recipe.plain_scene_classes)))
-    return phases
 
 
 def with_parts(model, parts, network):
@@ -1156,28 +1123,29 @@ class Progress:
     started: float = dataclasses.field(default_factory=time.time)
     fine_tunings: list = dataclasses.field(default_factory=list)    # [(epoch it started, what it trained)]
     history: dict = dataclasses.field(default_factory=lambda: {key: [] for key in (
-        'epoch', 'loss', 'val', 'shifted', 'phone', 'catalogue')})
+        'epoch', 'loss', 'val', 'shifted')})
 
 
 def train_phase(training, phase, train_set, checks, generator, progress, validated):
-    """Trains for phase.epochs epochs' worth of steps, in passes that after the first skip most of the
-    easier half of the images (see ``pick_pass``). After each pass it validates the weight average on
-    checks (see ``validate``) and saves it whenever its score is the phase's best so far: the mean of the clean and
-    shifted validation accuracy. validated(average) is the model that holds the weight average (see
-    ``with_parts``). The real photos are logged, never counted: they measure, they do not choose."""
+    """Trains for phase.recipe.epochs epochs' worth of steps, in passes that after the first skip most of the
+    easier half of the images (see ``pick_pass``). After each pass it validates the weight average on checks (see
+    ``validate``) and saves it whenever its score is the phase's best so far: the mean of the clean and shifted
+    validation accuracy (the clean one without recipe.checkpoint_shifted). validated(average) is the model that
+    holds the weight average (see ``with_parts``)."""
     train_x, train_y = train_set
-    phase_end = progress.steps_done + total_steps(phase, len(train_y))
+    recipe = phase.recipe
+    phase_end = progress.steps_done + total_steps(recipe, len(train_y))
     while progress.steps_done < phase_end:
         pass_start = time.time()
-        order = pick_pass(training.last_loss, phase.easy_kept, generator)
-        order = order[:(phase_end - progress.steps_done) * phase.batch_size]
-        loss, steps = train_one_pass(training, train_x, train_y, order, phase, generator)
+        order = pick_pass(training.last_loss, recipe.easy_kept, generator)
+        order = order[:(phase_end - progress.steps_done) * recipe.batch_size]
+        loss, steps = train_one_pass(training, train_x, train_y, order, recipe, generator, phase.scenes)
         progress.steps_done += steps
         evaluated = validated(training.average.model)
         scores = validate(evaluated, checks)
         for key, value in {'epoch': progress.steps_done / progress.steps_per_epoch, 'loss': loss, **scores}.items():
             progress.history[key].append(value)
-        score = (scores['val'] + scores['shifted']) / 2
+        score = (scores['val'] + scores['shifted']) / 2 if recipe.checkpoint_shifted else scores['val']
         improved = score > progress.best_score
         if improved:
             progress.best_score = score
@@ -1191,9 +1159,9 @@ def train_phase(training, phase, train_set, checks, generator, progress, validat
 
 
 def train(args):
-    """Trains args.model under args.recipe, phase after phase (see ``training_phases``); each phase after
-    the first starts from the best weights of the one before. Saves each phase's best weight average to
-    args.out as it finds it, so the file ends with the last phase's best."""
+    """Trains args.model under args.recipe, phase after phase (see ``training_phases``); each fine-tuning
+    starts from the best weights of the phase before (the first from the model's, random or --init). Saves each
+    phase's best weight average to args.out as it finds it, so the file ends with the last phase's best."""
     recipe, device = args.recipe, pick_device(args.device)
     torch.manual_seed(args.seed)
     model = load_model(args.init, MODELS[args.model]) if args.init else MODELS[args.model]()
@@ -1210,19 +1178,21 @@ def train(args):
     autocast_dtype = choose_precision(args.precision, device)
     phases = training_phases(recipe, model)
     progress = Progress(args.out, math.ceil(len(train_set[1]) / recipe.batch_size),
-                        sum(total_steps(phase, len(train_set[1])) for _, phase in phases))
+                        sum(total_steps(phase.recipe, len(train_set[1])) for phase in phases))
     try:
-        for number, (parts, phase) in enumerate(phases):
-            if number > 0:
-                print(f'fine-tuning{" of " + " and ".join(parts) if parts else ""}: {phase.epochs} epochs, peak lr '
-                      f'{phase.lr:g}, scene probability {phase.scene_probability:g}'
-                      f'{"" if len(phase.scene_classes) == 10 else f" (classes {phase.scene_classes})"}, '
-                      f'from the best weights so far')
-                model.load_state_dict(progress.best_state)
+        for phase in phases:
+            parts = phase.parts
+            if phase.scenes is not None:            # a fine-tuning, from the best weights so far
+                probability, classes = phase.scenes
+                print(f'fine-tuning{" of " + " and ".join(parts) if parts else ""}: {phase.recipe.epochs} epochs, peak '
+                      f'lr {phase.recipe.lr:g}, scene probability {probability:g}'
+                      f'{"" if len(classes) == 10 else f" (classes {classes})"}, from the best weights so far')
+                if progress.best_state is not None:
+                    model.load_state_dict(progress.best_state)
                 progress.best_score = -1.0          # each phase keeps its own best pass
                 progress.fine_tunings.append((progress.steps_done / progress.steps_per_epoch, ' and '.join(parts)))
             network = getattr(model, parts[0]) if parts else model
-            training = start_training(network, phase, len(train_set[1]), device, autocast_dtype)
+            training = start_training(network, phase.recipe, len(train_set[1]), device, autocast_dtype)
             train_phase(training, phase, train_set, checks, generator, progress,
                         lambda average, parts=parts: with_parts(model, parts, average))
     except KeyboardInterrupt:
@@ -1234,6 +1204,18 @@ def train(args):
         save_atomically(history, args.history, lambda value, file: file.write(json.dumps(value).encode()))
         print(f'wrote {args.history} (`python tools/plot_training.py` draws it)')
     return progress.best_score
+
+
+def save_atomically(value, path, write=torch.save):
+    """write(value, file) into a temporary file beside path, then renamed to path: never half a file."""
+    tmp_path = f'{path}.tmp{os.getpid()}'
+    try:
+        with open(tmp_path, 'wb') as file:
+            write(value, file)
+        os.replace(tmp_path, path)
+    finally:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
 
 
 # ----------------------------------------------------------------------------- main
@@ -1306,12 +1288,8 @@ def parse_args(argv=None):
     parser.add_argument('--out', default='model.pt', help='where the trained state_dict goes')
     parser.add_argument('--init', default=None, metavar='MODEL_PT',
                         help='start from these weights (a state_dict of --model) instead of random ones (MyNet: '
-                             'its main schedule starts from the plain network); a fine-tuning alone is --model '
-                             'GarmentNet --init MODEL_PT --finetune-epochs 0 and its settings as the main ones')
-    parser.add_argument('--real-photos', default='data/realphotos-dev.npz', metavar='NPZ',
-                        help='phone photos converted by `make data` (logged, never trained on; skipped if absent)')
-    parser.add_argument('--catalogue-photos', default='data/catalogue-dev.npz', metavar='NPZ',
-                        help='catalogue photos converted by `make data` (the same)')
+                             'its main schedule starts from the plain network); with --epochs 0 the fine-tunings '
+                             'alone start from them')
     parser.add_argument('--device', choices=('auto', 'cpu', 'cuda', 'mps'), default='auto',
                         help='where to train; auto: CUDA where present, else the CPU')
     parser.add_argument('--threads', type=int, default=None, help='CPU threads (all when not given)')
@@ -1324,17 +1302,20 @@ def parse_args(argv=None):
                         help='per-pass losses and validation scores (tools/plot_training.py draws them; "": none)')
     add_recipe_flags(parser)
     args = parser.parse_args(argv)
-    for flag, value, least in (('--epochs', args.epochs, 1), ('--batch-size', args.batch_size, 1),
+    for flag, value, least in (('--epochs', args.epochs, 0 if args.init else 1), ('--batch-size', args.batch_size, 1),
                                ('--val-size', args.val_size, 1), ('--finetune-epochs', args.finetune_epochs, 0),
                                ('--threads', args.threads or 1, 1)):
         if value < least:
-            parser.error(f'{flag} must be at least {least}, got {value}')
+            parser.error(f'{flag} must be at least {least}, got {value}'
+                         + (' (0 with --init: the fine-tunings alone)' if flag == '--epochs' else ''))
+    if args.epochs == args.finetune_epochs == 0:
+        parser.error('--epochs 0 and --finetune-epochs 0: nothing to train')
     for flag, value in (('--lr', args.lr), ('--finetune-lr', args.finetune_lr)):
         if not value > 0:
             parser.error(f'{flag} must be positive, got {value:g}')
-    for flag, classes in (('--scene-classes', args.scene_classes), ('--plain-scene-classes', args.plain_scene_classes)):
-        if not all(0 <= label <= 9 for label in classes):
-            parser.error(f'{flag} takes class labels 0 to 9, got {" ".join(map(str, classes))}')
+    classes = args.plain_scene_classes
+    if not all(0 <= label <= 9 for label in classes):
+        parser.error(f'--plain-scene-classes takes class labels 0 to 9, got {" ".join(map(str, classes))}')
     args.recipe = recipe_from_args(args)
     return args
 

@@ -14,6 +14,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA = os.path.join(REPO, 'data')
 sys.path.insert(0, REPO)
 sys.path.insert(1, os.path.join(REPO, 'tools'))
+sys.path.insert(2, os.path.join(REPO, 'experiments'))
 
 LAB_EXAMPLES = runpy.run_path(os.path.join(REPO, 'tools', 'lab_examples.py'))
 

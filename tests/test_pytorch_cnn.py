@@ -352,9 +352,10 @@ def test_mynet_takes_an_empty_batch():
 
 def test_augment_keeps_range_and_shape_and_is_seeded(test_set):
     images = test_set[0][:256]
-    first = pytorch_cnn.augment(images, torch.Generator().manual_seed(3))
-    again = pytorch_cnn.augment(images, torch.Generator().manual_seed(3))
-    other = pytorch_cnn.augment(images, torch.Generator().manual_seed(4))
+    recipe = pytorch_cnn.Recipe()
+    first = pytorch_cnn.augment(images, torch.Generator().manual_seed(3), recipe)
+    again = pytorch_cnn.augment(images, torch.Generator().manual_seed(3), recipe)
+    other = pytorch_cnn.augment(images, torch.Generator().manual_seed(4), recipe)
     assert first.shape == images.shape and first.dtype == torch.float32
     assert first.min() >= 0 and first.max() <= 1
     torch.testing.assert_close(first, again)
@@ -364,8 +365,8 @@ def test_augment_keeps_range_and_shape_and_is_seeded(test_set):
 
 def test_augment_lays_only_the_scene_classes_on_scenes(test_set):
     images, labels = test_set[0][:256], test_set[1][:256]
-    recipe = pytorch_cnn.Recipe(scene_probability=1.0, scene_classes=(0, 3), photometric=0.0, erase_probability=0.0)
-    augmented = pytorch_cnn.augment(images, torch.Generator().manual_seed(3), recipe, labels)
+    recipe = pytorch_cnn.Recipe(photometric=0.0, erase_probability=0.0)
+    augmented = pytorch_cnn.augment(images, torch.Generator().manual_seed(3), recipe, labels, scenes=(1.0, (0, 3)))
     geometry_only = pytorch_cnn.random_geometry(images, torch.Generator().manual_seed(3), recipe)
     in_scene = (labels == 0) | (labels == 3)
     torch.testing.assert_close(augmented[~in_scene], geometry_only[~in_scene])
@@ -375,17 +376,14 @@ def test_augment_lays_only_the_scene_classes_on_scenes(test_set):
 def test_augment_takes_a_small_last_batch_that_gets_no_scene(test_set):
     """A pass's last batch can be a few images, none of them drawn for a scene: they come out as with the same
     draws where no class may go on a scene."""
-    images, labels = test_set[0][:2], test_set[1][:2]
-    recipe = pytorch_cnn.Recipe(scene_probability=0.01)
-    no_scene_classes = dataclasses.replace(recipe, scene_classes=())
+    images, labels, recipe = test_set[0][:2], test_set[1][:2], pytorch_cnn.Recipe()
+
+    def augmented(seed, probability, classes=pytorch_cnn.ALL_CLASSES):
+        return pytorch_cnn.augment(images, torch.Generator().manual_seed(seed), recipe, labels, (probability, classes))
+
     for seed in range(5):
-        out = pytorch_cnn.augment(images, torch.Generator().manual_seed(seed), recipe)
-        torch.testing.assert_close(out, pytorch_cnn.augment(images, torch.Generator().manual_seed(seed),
-                                                            no_scene_classes, labels), rtol=0, atol=0)
-    every_image = dataclasses.replace(recipe, scene_probability=1.0)          # the comparison can tell a scene
-    out = pytorch_cnn.augment(images, torch.Generator().manual_seed(0), every_image)
-    assert not torch.equal(out, pytorch_cnn.augment(images, torch.Generator().manual_seed(0),
-                                                    dataclasses.replace(every_image, scene_classes=()), labels))
+        torch.testing.assert_close(augmented(seed, 0.01), augmented(seed, 0.01, ()), rtol=0, atol=0)
+    assert not torch.equal(augmented(0, 1.0), augmented(0, 1.0, ()))       # the comparison can tell a scene
 
 
 def test_shift_flip_moves_whole_pixels_without_blurring():
@@ -427,7 +425,7 @@ def test_garment_mask_fills_dark_patches_but_not_the_gap_between_legs():
 
 def test_scene_lays_the_garment_on_a_textured_background(test_set):
     images = test_set[0][:256]
-    scenes = pytorch_cnn.random_scene(images, torch.Generator().manual_seed(0), pytorch_cnn.Recipe())
+    scenes = pytorch_cnn.random_scene(images, torch.Generator().manual_seed(0))
     assert scenes.shape == images.shape and scenes.min() >= 0 and scenes.max() <= 1
     corners = torch.cat([scenes[..., :3, :3], scenes[..., -3:, -3:]], dim=-1).flatten(1)
     assert corners.mean(dim=1).std() > 0.15          # background levels vary from image to image
@@ -449,43 +447,25 @@ def test_affine_zooms_out_and_moves_by_whole_pixels_when_asked():
     assert smaller.sum().item() == pytest.approx(square.sum().item() / 4, rel=0.02)
 
 
-def test_affine_aspect_widens_and_flattens_keeping_the_area():
-    square = torch.zeros(1, 1, 28, 28)
-    square[..., 10:18, 10:18] = 1.0
-    one = torch.ones(1)
-    wide = pytorch_cnn.affine(square, 0 * one, one, 0 * one, torch.zeros(1, 2), aspect=torch.tensor([2.0])) > 0.5
-    width, height = wide.any(dim=-2).sum().item(), wide.any(dim=-1).sum().item()
-    assert (width, height) in ((11, 6), (12, 6), (11, 5), (12, 5))     # 8 * sqrt(2) across, 8 / sqrt(2) down
-    assert wide.sum().item() == pytest.approx(64, rel=0.15)
-
-
-def test_scene_aspect_draws_ratios_both_ways_only_when_asked(test_set, monkeypatch):
-    images = test_set[0][:256]
-    aspects = []
-    original_affine = pytorch_cnn.affine
-
-    def recording_affine(*args):
-        aspects.append(args[5])
-        return original_affine(*args)
-
-    monkeypatch.setattr(pytorch_cnn, 'affine', recording_affine)
-    for widest in (1.0, 1.5):
-        recipe = pytorch_cnn.Recipe(scene_aspect=widest)
-        scenes = pytorch_cnn.random_scene(images, torch.Generator().manual_seed(3), recipe)
-        assert scenes.shape == images.shape and scenes.min() >= 0 and scenes.max() <= 1
-    unchanged, drawn = aspects
-    assert unchanged is None
-    assert drawn.min() >= 1 / 1.5 and drawn.max() <= 1.5
-    assert (drawn < 0.9).float().mean() > 0.2 and (drawn > 1.1).float().mean() > 0.2
+def test_scene_details_change_the_scene_and_only_it(test_set):
+    images = test_set[0][:64]
+    scenes, plain_scenes = (pytorch_cnn.random_scene(images, torch.Generator().manual_seed(3), details)
+                            for details in (True, False))
+    assert plain_scenes.shape == images.shape and plain_scenes.min() >= 0 and plain_scenes.max() <= 1
+    assert (scenes - plain_scenes).abs().amax(dim=(1, 2, 3)).gt(0.1).float().mean() > 0.5
+    recipe = pytorch_cnn.Recipe(scene_details=False)
+    torch.testing.assert_close(pytorch_cnn.augment(images, torch.Generator().manual_seed(3), recipe),
+                               pytorch_cnn.augment(images, torch.Generator().manual_seed(3), pytorch_cnn.Recipe()))
 
 
 def test_every_recipe_setting_is_a_flag_with_its_default():
     defaults = pytorch_cnn.parse_args([]).recipe
     assert defaults == pytorch_cnn.Recipe()
-    changed = pytorch_cnn.parse_args(['--scene-probability', '0.1', '--scale', '0.9', '1.1', '--no-augment',
-                                      '--batch-size', '64']).recipe
-    assert (changed.scene_probability, changed.scale, changed.augment, changed.batch_size) == (0.1, (0.9, 1.1),
-                                                                                                False, 64)
+    changed = pytorch_cnn.parse_args(['--finetune-scene-probability', '0.1', '--scale', '0.9', '1.1', '--no-augment',
+                                      '--batch-size', '64', '--no-scene-details']).recipe
+    assert (changed.finetune_scene_probability, changed.scale, changed.augment, changed.batch_size,
+            changed.scene_details) == (0.1, (0.9, 1.1), False, 64, False)
+    assert len(dataclasses.fields(pytorch_cnn.Recipe)) <= 30
     assert pytorch_cnn.parse_args(['--plain-scene-classes', '1', '2', '6']).recipe.plain_scene_classes == (1, 2, 6)
     dry = pytorch_cnn.parse_args(['--dry-run', '--finetune-epochs', '5']).recipe
     assert (dry.epochs, dry.finetune_epochs) == (2, 1)
@@ -494,21 +474,21 @@ def test_every_recipe_setting_is_a_flag_with_its_default():
 def test_fine_tuning_is_a_second_phase_with_its_own_length_rate_scenes_and_scales():
     single = pytorch_cnn.GarmentNet()
     assert pytorch_cnn.training_phases(pytorch_cnn.Recipe(finetune_epochs=0), single) == [
-        ((), pytorch_cnn.Recipe(finetune_epochs=0))]
-    recipe = pytorch_cnn.Recipe(epochs=7, lr=0.05, scene_probability=0.0, scale=(0.9, 1.1), finetune_epochs=3,
+        ((), pytorch_cnn.Recipe(finetune_epochs=0), None)]
+    recipe = pytorch_cnn.Recipe(epochs=7, lr=0.05, scale=(0.9, 1.1), finetune_epochs=3,
                                 finetune_lr=0.02, finetune_scene_probability=0.4, finetune_scale=(0.6, 1.2))
-    (main_parts, main), (fine_parts, fine) = pytorch_cnn.training_phases(recipe, single)
-    assert main == recipe and main_parts == fine_parts == ()
-    assert (fine.epochs, fine.lr, fine.scene_probability, fine.scale) == (3, 0.02, 0.4, (0.6, 1.2))
-    assert dataclasses.replace(fine, epochs=7, lr=0.05, scene_probability=0.0, scale=(0.9, 1.1)) == recipe
+    (main_parts, main, main_scenes), (fine_parts, fine, fine_scenes) = pytorch_cnn.training_phases(recipe, single)
+    assert main == recipe and main_parts == fine_parts == () and main_scenes is None
+    assert (fine.epochs, fine.lr, fine.scale, fine_scenes) == (3, 0.02, (0.6, 1.2), (0.4, pytorch_cnn.ALL_CLASSES))
+    assert dataclasses.replace(fine, epochs=7, lr=0.05, scale=(0.9, 1.1)) == recipe
 
 
 def test_mynet_trains_one_network_then_fine_tunes_each_of_its_two():
     recipe = pytorch_cnn.Recipe(plain_scene_classes=(0, 3))
-    (main_parts, main), (scene_parts, scene), (plain_parts, plain) = pytorch_cnn.training_phases(recipe, MyNet())
-    assert (main_parts, scene_parts, plain_parts) == (('plain', 'scene'), ('scene',), ('plain',))
-    assert main == recipe and scene.scene_classes == tuple(range(10)) and plain.scene_classes == (0, 3)
-    assert dataclasses.replace(plain, scene_classes=scene.scene_classes) == scene
+    main, scene, plain = pytorch_cnn.training_phases(recipe, MyNet())
+    assert (main.parts, scene.parts, plain.parts) == (('plain', 'scene'), ('scene',), ('plain',))
+    assert main.recipe == recipe and main.scenes is None and scene.recipe == plain.recipe
+    assert scene.scenes == (0.25, tuple(range(10))) and plain.scenes == (0.25, (0, 3))
     assert len(pytorch_cnn.training_phases(pytorch_cnn.Recipe(finetune_epochs=0), MyNet())) == 1
 
 
@@ -561,12 +541,12 @@ def test_every_tensor_takes_the_device_of_the_data_it_meets(committed_model, tes
     images, labels = test_set[0][:64], test_set[1][:64]
     mixed = torch.cat([images[:32], pytorch_cnn.SHIFTS['on tiles'](images[32:])])   # both of MyNet's networks
     assert 0 < pytorch_cnn.plain_background(mixed).sum() < len(mixed)
-    recipe = dataclasses.replace(pytorch_cnn.Recipe(), scene_probability=0.5, scene_aspect=1.3)
+    recipe = pytorch_cnn.Recipe()
     generator, last_loss = torch.Generator().manual_seed(0), torch.rand(100)
     network = pytorch_cnn.GarmentNet()
     with torch.device('meta'):
         outputs = [network(images), committed_model(mixed), classify(committed_model, mixed),
-                   pytorch_cnn.augment(images, generator, recipe, labels), pytorch_cnn.pick_pass(last_loss, 0.3, generator),
+                   pytorch_cnn.augment(images, generator, recipe, labels, (0.5, (0, 1, 2, 3, 4))), pytorch_cnn.pick_pass(last_loss, 0.3, generator),
                    *(shift(images) for shift in pytorch_cnn.SHIFTS.values())]
     assert all(output.device.type == 'cpu' for output in outputs)
 
@@ -624,13 +604,13 @@ def test_each_fine_tuning_starts_from_the_main_schedules_best_and_keeps_its_own_
                                                                                        monkeypatch):
     scores = iter([90.0, 70.0, 80.0, 60.0, 50.0])     # main: the first of three passes; then one pass per fine-tuning
     monkeypatch.setattr(pytorch_cnn, 'validate',
-                        lambda *_: dict.fromkeys(['val', 'shifted'], next(scores)) | {'phone': None, 'catalogue': None})
+                        lambda *_: dict.fromkeys(['val', 'shifted'], next(scores)))
     started_from = record_starting_weights(monkeypatch)
     saves, save_atomically = [], pytorch_cnn.save_atomically
     monkeypatch.setattr(pytorch_cnn, 'save_atomically',
                         lambda value, *rest: saves.append(copy.deepcopy(value)) or save_atomically(value, *rest))
     out = tmp_path / 'dry.pt'
-    args = pytorch_cnn.parse_args(['--dry-run', '--data', fashion_root, '--real-photos', str(tmp_path / 'none.npz'),
+    args = pytorch_cnn.parse_args(['--dry-run', '--data', fashion_root,
                                    '--finetune-epochs', '1', '--out', str(out), '--history', ''])
     assert pytorch_cnn.train(args) == 50.0          # the last phase's best, though the main schedule scored more
     assert len(started_from) == 3 and len(saves) == 3
@@ -651,7 +631,7 @@ def test_ctrl_c_says_what_was_saved(tmp_path, fashion_root, monkeypatch, capsys,
     """Ctrl-C in pass n: passes before it were validated and the best of them saved (scores 70 then 80)."""
     scores = iter([70.0, 80.0])
     monkeypatch.setattr(pytorch_cnn, 'validate',
-                        lambda *_: dict.fromkeys(['val', 'shifted'], next(scores)) | {'phone': None, 'catalogue': None})
+                        lambda *_: dict.fromkeys(['val', 'shifted'], next(scores)))
     passes, train_one_pass = [], pytorch_cnn.train_one_pass
 
     def interruptible(*args):
@@ -663,7 +643,7 @@ def test_ctrl_c_says_what_was_saved(tmp_path, fashion_root, monkeypatch, capsys,
     monkeypatch.setattr(pytorch_cnn, 'train_one_pass', interruptible)
     out = tmp_path / 'model.pt'
     out.write_bytes(b'the old model')
-    args = pytorch_cnn.parse_args(['--dry-run', '--data', fashion_root, '--real-photos', str(tmp_path / 'none.npz'),
+    args = pytorch_cnn.parse_args(['--dry-run', '--data', fashion_root,
                                    '--epochs', '2', '--finetune-epochs', '1', '--out', str(out), '--history', ''])
     pytorch_cnn.train(args)
     printed = capsys.readouterr().out.splitlines()
@@ -678,11 +658,23 @@ def test_ctrl_c_says_what_was_saved(tmp_path, fashion_root, monkeypatch, capsys,
         pytorch_cnn.load_model(str(out))
 
 
+@pytest.mark.parametrize('flag, kept', [('--checkpoint-shifted', 1), ('--no-checkpoint-shifted', 2)])
+def test_the_checkpoint_is_chosen_on_clean_and_shifted_validation_or_on_clean_alone(tmp_path, fashion_root,
+                                                                                   monkeypatch, capsys, flag, kept):
+    scores = iter([{'val': 80.0, 'shifted': 90.0}, {'val': 85.0, 'shifted': 70.0}, {'val': 60.0, 'shifted': 60.0}])
+    monkeypatch.setattr(pytorch_cnn, 'validate', lambda *_: next(scores))
+    out = tmp_path / 'model.pt'
+    args = pytorch_cnn.parse_args(['--dry-run', '--data', fashion_root, '--epochs', '2', '--finetune-epochs', '0',
+                                   flag, '--out', str(out), '--history', ''])
+    pytorch_cnn.train(args)
+    assert f'saved {out}: the weights after pass {kept} ' in capsys.readouterr().out
+
+
 def test_init_starts_the_training_from_the_given_weights(tmp_path, fashion_root, monkeypatch):
     initial = tmp_path / 'initial.pt'
     torch.save(MyNet().state_dict(), initial)
     started_from = record_starting_weights(monkeypatch)
-    args = pytorch_cnn.parse_args(['--dry-run', '--data', fashion_root, '--real-photos', str(tmp_path / 'none.npz'),
+    args = pytorch_cnn.parse_args(['--dry-run', '--data', fashion_root,
                                    '--init', str(initial), '--epochs', '1', '--finetune-epochs', '0',
                                    '--out', str(tmp_path / 'out.pt'), '--history', ''])
     pytorch_cnn.train(args)
@@ -690,6 +682,24 @@ def test_init_starts_the_training_from_the_given_weights(tmp_path, fashion_root,
     initial_weights = torch.load(initial, weights_only=True)
     for name, value in started_from[0].items():         # MyNet's main schedule starts from its plain network
         torch.testing.assert_close(value, initial_weights['plain.' + name])
+
+
+def test_epochs_0_with_init_runs_the_fine_tunings_alone_from_the_given_weights(tmp_path, fashion_root, monkeypatch):
+    torch.manual_seed(0)
+    initial_model = MyNet()
+    initial_model.scene.load_state_dict(pytorch_cnn.GarmentNet().state_dict())      # two different networks
+    initial = tmp_path / 'initial.pt'
+    torch.save(initial_model.state_dict(), initial)
+    started_from = record_starting_weights(monkeypatch)
+    args = pytorch_cnn.parse_args(['--dry-run', '--data', fashion_root, '--init', str(initial), '--epochs', '0',
+                                   '--finetune-epochs', '1', '--out', str(tmp_path / 'out.pt'), '--history', ''])
+    assert [phase.parts for phase in pytorch_cnn.training_phases(args.recipe, MyNet())] == [('scene',), ('plain',)]
+    pytorch_cnn.train(args)
+    assert len(started_from) == 2
+    initial_weights = torch.load(initial, weights_only=True)
+    for name in started_from[0]:                        # each network's fine-tuning starts from its own weights
+        torch.testing.assert_close(started_from[0][name], initial_weights['scene.' + name])
+        torch.testing.assert_close(started_from[1][name], initial_weights['plain.' + name])
 
 
 def test_one_training_pass_on_a_subset_beats_chance_and_records_each_images_loss(fashion_root):
@@ -729,11 +739,10 @@ def test_a_pass_takes_the_harder_half_and_a_fraction_of_the_easier_half():
 
 def test_photometric_factor_zero_leaves_only_geometry_and_erasing(test_set):
     images = test_set[0][:64]
-    recipe = pytorch_cnn.Recipe(photometric=0.0, scene_probability=0.0)
+    recipe = pytorch_cnn.Recipe(photometric=0.0)
     generator = torch.Generator().manual_seed(5)
     geometry = pytorch_cnn.random_geometry(images, generator, recipe)
-    geometry_only = pytorch_cnn.random_erasing(geometry, generator, recipe.erase_probability, recipe.erase_area,
-                                               recipe.erase_log_ratio)
+    geometry_only = pytorch_cnn.random_erasing(geometry, generator, recipe.erase_probability)
     augmented = pytorch_cnn.augment(images, torch.Generator().manual_seed(5), recipe)
     torch.testing.assert_close(augmented, geometry_only)
     shifted = pytorch_cnn.augment(images, torch.Generator().manual_seed(5),
@@ -812,7 +821,8 @@ def test_a_bf16_training_step_keeps_float32_weights_and_learns(test_set):
 
 @pytest.mark.parametrize('argv, message', [
     (['--batch-size', '0'], '--batch-size must be at least 1, got 0'),
-    (['--epochs', '0'], '--epochs must be at least 1, got 0'),
+    (['--epochs', '0'], '--epochs must be at least 1, got 0 (0 with --init: the fine-tunings alone)'),
+    (['--init', 'model.pt', '--epochs', '0', '--finetune-epochs', '0'], 'nothing to train'),
     (['--lr', '0'], '--lr must be positive, got 0'),
     (['--plain-scene-classes', '0', '10'], '--plain-scene-classes takes class labels 0 to 9, got 0 10'),
     (['--lr', '-0.1'], '--lr must be positive, got -0.1'),

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 import pytorch_cnn
-from measure import real_photo_scores
+from measure import load_real_photos, real_photo_scores
 from photo_convert import PhotoError, convert_dataset, convert_file, convert_image
 
 
@@ -150,7 +150,7 @@ def test_real_photo_scores_gain_over_a_baseline_has_a_paired_interval():
 
 def test_the_committed_model_on_the_phone_photos(real_photos_path, committed_model):
     """A guard against losing what the committed model does; the README names the targets it misses."""
-    images, labels, senders = pytorch_cnn.load_real_photos(real_photos_path)
+    images, labels, senders = load_real_photos(real_photos_path)
     assert images.shape[1:] == (1, 28, 28) and len(labels) == len(senders) > 1000
     scores = real_photo_scores(pytorch_cnn.classify(committed_model, images), labels, senders)
     assert scores['balanced'] >= 47.0, scores
@@ -160,7 +160,7 @@ def test_the_committed_model_on_the_phone_photos(real_photos_path, committed_mod
 def test_the_committed_model_on_the_catalogue_photos(catalogue_path, committed_model):
     """The same guard on the catalogue photos, under both conversions that `make data` writes."""
     for key in ('images', 'images_area'):
-        images, labels, senders = pytorch_cnn.load_real_photos(catalogue_path, key)
+        images, labels, senders = load_real_photos(catalogue_path, key)
         assert senders is None and sorted(labels.unique().tolist()) == list(range(10))
         scores = real_photo_scores(pytorch_cnn.classify(committed_model, images), labels)
         assert scores['overall'] >= 86.0 and scores['balanced'] >= 77.0, (key, scores)

@@ -65,10 +65,10 @@ def milliseconds_per_step(model, device, dtype, batch_size, steps=6):
 
 def milliseconds_per_augmentation(images, labels, device, scene_probability, repeats=10):
     """Time of augmenting one batch (images, labels) on device with a generator there, scenes on that fraction."""
-    recipe = dataclasses.replace(pytorch_cnn.Recipe(), scene_probability=scene_probability)
+    recipe, scenes = pytorch_cnn.Recipe(), (scene_probability, pytorch_cnn.ALL_CLASSES)
     images, labels = images.to(device), labels.to(device)
     generator = torch.Generator(device=device).manual_seed(0)
-    return milliseconds_per_call(lambda: pytorch_cnn.augment(images, generator, recipe, labels), repeats)
+    return milliseconds_per_call(lambda: pytorch_cnn.augment(images, generator, recipe, labels, scenes), repeats)
 
 
 def verdict(chosen, milliseconds):

@@ -3,6 +3,7 @@ with bootstrap intervals. The graded modules do not import this."""
 import os
 import sys
 
+import numpy as np
 import torch
 
 from common import REPO
@@ -85,12 +86,24 @@ def shift_group_means(suite):
             for group, names in (('photometric', pytorch_cnn.PHOTOMETRIC_SHIFTS), ('scene', pytorch_cnn.SCENE_SHIFTS))}
 
 
+def load_real_photos(path, images_key='images'):
+    """Real photos converted by `make data`: (images (N, 1, 28, 28) float in [0, 1], labels (N,), contributor ids
+    (N,) or None where the set names none), or None where the file is absent (the real photos are optional).
+    images_key: 'images', or 'images_area' for the catalogue photos resized with an area filter."""
+    if not os.path.exists(path):
+        return None
+    with np.load(path) as arrays:
+        images = torch.from_numpy(arrays[images_key]).unsqueeze(1).float() / 255.0
+        senders = torch.from_numpy(arrays['senders']).long() if 'senders' in arrays.files else None
+        return images, torch.from_numpy(arrays['labels']).long(), senders
+
+
 def load_photo_sets(names=tuple(PHOTO_SETS)):
     """{name: (images, labels, senders or None)} of the PHOTO_SETS that `make data` wrote; prints the absent ones."""
     found = {}
     for name in names:
         path, key = PHOTO_SETS[name]
-        photos = pytorch_cnn.load_real_photos(path, key)
+        photos = load_real_photos(path, key)
         if photos is None:
             print(f'{name}: {path} not found, skipped (`make data DATA_MIRROR=...` converts them)')
         else:

@@ -1,12 +1,15 @@
-"""Recipe sweep for MyNet: many full trainings side by side on one GPU, scored on the validation split.
+"""The training ablation of MyNet: many trainings side by side on one GPU, each family of the recipe switched off
+in one config, scored on the validation split and on both real-photo sets.
 
-    python tools/gpu_sweep.py --out sweep/ --seconds 490 --workers 14              # every config, seeds 1-3
-    python tools/gpu_sweep.py --configs base,no-warp --seeds 1,2 --workers 4
+    python experiments/sweep.py --out sweep/ --seconds 490 --workers 14              # every config, seeds 1-3
+    python experiments/sweep.py --configs base,no-erasing --seeds 1,2 --workers 4 --epochs 10   # a shorter schedule
 
 Each job is ``pytorch_cnn.train`` with one config of CONFIGS (flags that change the Recipe) and one seed,
 in its own single-threaded process; ``--workers`` of them run at once (on an H100, 14 kept the GPU at
 99% and each 22-epoch run took about 4 minutes). A job's score is the accuracy of its saved model on
-the clean validation split and on the validation shift suite, both as ``classify`` labels them. The
+the clean validation split and on the validation shift suite, both as ``classify`` labels them one at a time;
+beside it the balanced accuracy of both real-photo sets, 500 photos a call (tools/measure.py), where
+`make data` converted them. The
 test set is never read. Jobs that would not finish before ``--seconds`` are not started; those still
 running then are stopped and reported by their last progress line. ``--out`` receives
 ``summary.txt`` (rewritten every few seconds), ``logs.txt`` (every job's log) and the best three models.
@@ -20,42 +23,32 @@ import sys
 import tempfile
 import time
 
-from common import write_atomically
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [REPO, os.path.join(REPO, 'tools')]
+from common import write_atomically  # noqa: E402
 
-CONFIGS = {     # name -> changes to pytorch_cnn.Recipe's defaults (field name -> value)
+CONFIGS = {     # name -> changes to pytorch_cnn.Recipe's defaults (field name -> value): one family off in each
     'base': {},
-    'erasing0': {'erase_probability': 0.0},
-    'erasing.1': {'erase_probability': 0.1},
-    'photometric.5': {'photometric': 0.5},
-    'no-warp': {'rotate_probability': 0.0},
-    'warp.15': {'rotate_probability': 0.15},
-    'lr.1': {'lr': 0.1},
-    'lr.03': {'lr': 0.03},
-    'wd1e-3': {'weight_decay': 1e-3},
-    'wd2.5e-4': {'weight_decay': 2.5e-4},
-    'ls.05': {'label_smoothing': 0.05},
-    'ls0': {'label_smoothing': 0.0},
-    'shift2': {'max_shift_pixels': 2},
-    'epochs22': {'epochs': 22},
-    'every-image': {'easy_kept': 1.0},
-    'no-finetune': {'finetune_epochs': 0},
-    'finetune8': {'finetune_epochs': 8},
-    'finetune-lr.02': {'finetune_lr': 0.02},
-    'finetune-scene.5': {'finetune_scene_probability': 0.5},
-    'finetune-no-zoom-out': {'finetune_scale': (0.92, 1.08)},    # the main schedule's scales in the fine-tuning
-    'finetune-no-print': {'garment_print': 0.0},
-    'scene.25': {'scene_probability': 0.25},            # scenes in the main schedule too
+    'no-photometric': {'photometric': 0.0},
+    'no-rotation-scaling': {'rotate_probability': 0.0},
+    'no-erasing': {'erase_probability': 0.0},
+    'no-hard-passes': {'easy_kept': 1.0},
+    'no-shifted-checkpoint': {'checkpoint_shifted': False},
+    'no-fine-tuning': {'finetune_epochs': 0},
+    'no-scene-details': {'scene_details': False},
 }
 
 
 def recipe_flags(changes):
-    """['--field-name', 'value', ...] for a dict of Recipe changes (a range gives two values)."""
+    """['--field-name', 'value', ...] for a dict of Recipe changes (a range gives two values, a switch its
+    --name or --no-name)."""
     flags = []
     for field, value in changes.items():
-        values = value if isinstance(value, (list, tuple)) else [value]
-        flags += ['--' + field.replace('_', '-'), *map(str, values)]
+        flag = '--' + field.replace('_', '-')
+        if isinstance(value, bool):
+            flags.append(flag if value else flag.replace('--', '--no-', 1))
+        else:
+            flags += [flag, *map(str, value if isinstance(value, (list, tuple)) else [value])]
     return flags
 
 
@@ -64,13 +57,11 @@ def work(name, config, data_root, run_dir):
     import torch
     torch.set_num_threads(1)
     torch.backends.cudnn.benchmark = True
-    sys.path.insert(0, REPO)
     import pytorch_cnn as P
+    from measure import labels_by_batch_size, load_photo_sets, real_photo_scores
     changes = {key: value for key, value in config.items() if key not in ('seed', 'dry_run')}
     out = os.path.join(run_dir, f'{name}.pt')
     argv = ['--seed', str(config['seed']), '--data', data_root, '--out', out,
-            '--real-photos', os.path.join(data_root, 'realphotos-dev.npz'),
-            '--catalogue-photos', os.path.join(data_root, 'catalogue-dev.npz'),
             '--history', os.path.join(run_dir, f'{name}.json'), *recipe_flags(changes)]
     argv += ['--dry-run'] if config.get('dry_run') else []
     started = time.time()
@@ -78,11 +69,14 @@ def work(name, config, data_root, run_dir):
     P.train(train_args)
     model = P.load_model(out).to(P.pick_device())
     scores = P.validate(model, P.validation_sets(train_args)[1])
-    clean, shifted, real, catalogue = scores['val'], scores['shifted'], scores['phone'], scores['catalogue']
-    print('RESULT ' + json.dumps({'name': name, 'clean': clean, 'shifted': shifted, 'real': real,
-                                  'catalogue': catalogue,
-                                  'score': (clean + shifted) / 2, 'minutes': (time.time() - started) / 60}),
-          flush=True)
+    photos = {}
+    for photo_set, (images, labels, senders) in load_photo_sets(('phone photos', 'catalogue photos')).items():
+        photos[photo_set.split()[0]] = real_photo_scores(labels_by_batch_size(model, images, (500,))[500], labels,
+                                                         senders, rounds=200)['balanced']
+    print('RESULT ' + json.dumps({'name': name, 'clean': scores['val'], 'shifted': scores['shifted'],
+                                  'real': photos.get('phone'), 'catalogue': photos.get('catalogue'),
+                                  'score': (scores['val'] + scores['shifted']) / 2,
+                                  'minutes': (time.time() - started) / 60}), flush=True)
 
 
 def last_pass_line(log_path):
@@ -94,16 +88,19 @@ def last_pass_line(log_path):
 def summary_text(results, running, queued, elapsed, run_dir):
     """A table: per config, the mean over its finished seeds, then each seed; then the unfinished jobs."""
     lines = [f'elapsed {elapsed:.0f} s, {len(running)} running, {queued} queued', '',
-             f'{"config":14s} {"n":>2s} {"clean":>6s} {"shifted":>7s} {"score":>6s} {"real":>5s}   '
-             'per seed: clean/shifted (real photos: balanced accuracy)']
+             f'{"config":22s} {"n":>2s} {"clean":>6s} {"shifted":>7s} {"score":>6s} {"phone":>5s} {"catal":>5s}   '
+             'per seed: clean/shifted (photos: balanced accuracy, 500 a call)']
+
+    def mean_of(runs, key):
+        found = [r[key] for r in runs if r.get(key) is not None]
+        return f'{statistics.mean(found):5.1f}' if found else '    -'
+
     for config in dict.fromkeys(result['config'] for result in results):
         runs = sorted((r for r in results if r['config'] == config), key=lambda r: r['seed'])
         mean = {key: statistics.mean(r[key] for r in runs) for key in ('clean', 'shifted', 'score')}
-        reals = [r['real'] for r in runs if r.get('real') is not None]
-        real = f'{statistics.mean(reals):5.1f}' if reals else '    -'
         seeds = '  '.join(f's{r["seed"]} {r["clean"]:.2f}/{r["shifted"]:.2f} ({r["minutes"]:.1f} min)' for r in runs)
-        lines.append(f'{config:14s} {len(runs):2d} {mean["clean"]:6.2f} {mean["shifted"]:7.2f} '
-                     f'{mean["score"]:6.2f} {real}   {seeds}')
+        lines.append(f'{config:22s} {len(runs):2d} {mean["clean"]:6.2f} {mean["shifted"]:7.2f} '
+                     f'{mean["score"]:6.2f} {mean_of(runs, "real")} {mean_of(runs, "catalogue")}   {seeds}')
     lines += [f'unfinished {name}: {last_pass_line(os.path.join(run_dir, name + ".log"))}'
               for name in sorted(running)]
     return '\n'.join(lines) + '\n'
@@ -112,8 +109,9 @@ def summary_text(results, running, queued, elapsed, run_dir):
 def drive(args):
     """Run the jobs, at most args.workers at a time, and write summary.txt, logs.txt and the best models."""
     os.makedirs(args.out, exist_ok=True)
-    run_dir = tempfile.mkdtemp(prefix='gpu_sweep_')
+    run_dir = tempfile.mkdtemp(prefix='sweep_')
     extra = {'dry_run': True} if args.dry_run else {}
+    extra.update({'epochs': args.epochs} if args.epochs else {})
     queue = [(f'{config}-s{seed}', config, dict(CONFIGS[config], seed=seed, **extra))
              for seed in args.seeds for config in args.configs]
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONUNBUFFERED='1')
@@ -179,6 +177,7 @@ def parse_args(argv=None):
     parser.add_argument('--workers', type=int, default=14, help='jobs at once')
     parser.add_argument('--poll', type=float, default=5.0, help='seconds between checks')
     parser.add_argument('--dry-run', action='store_true', help='every job a --dry-run training (smoke test)')
+    parser.add_argument('--epochs', type=int, default=None, help='a shorter main schedule for every job')
     parser.add_argument('--work', nargs=2, metavar=('NAME', 'CONFIG_JSON'), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     unknown = [name for name in args.configs if name not in CONFIGS]

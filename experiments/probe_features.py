@@ -1,6 +1,6 @@
 """How much of the real photos' classes a MyNet's features hold: a linear probe, cross-validated by contributor.
 
-    python tools/probe_features.py model.pt [other.pt ...] [--random-control] [--fraction 0.25] [--across]
+    python experiments/probe_features.py model.pt [other.pt ...] [--random-control] [--fraction 0.25] [--across]
 
 A diagnostic, not a recipe: the probes are fitted to real photos, which the product never trains on, and
 nothing here changes a model. For each model file it prints the network's own balanced accuracy on the real
@@ -24,9 +24,10 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from common import REPO
-from measure import load_model_or_exit, real_photo_scores
-import pytorch_cnn
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tools'))
+from common import REPO  # noqa: E402
+from measure import load_model_or_exit, load_real_photos, real_photo_scores  # noqa: E402
+import pytorch_cnn  # noqa: E402
 
 
 def real_photo_features(model, images):
@@ -166,7 +167,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if not args.models and not args.random_control:
         parser.error('give a model file or --random-control')
-    real_photos = pytorch_cnn.load_real_photos(args.real_photos)
+    real_photos = load_real_photos(args.real_photos)
     if real_photos is None:
         sys.exit(f'no real photos at {args.real_photos}: `make data DATA_MIRROR=...` converts them')
     images, labels, senders = (tensor[:args.limit] for tensor in real_photos)
