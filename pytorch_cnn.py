@@ -548,7 +548,7 @@ def augment(x, generator, recipe, labels=None, scenes=None):
             in_scene &= torch.isin(labels, torch.tensor(classes, device=labels.device))
         if in_scene.any():
             x = x.clone()
-            x[in_scene] = random_scene(x[in_scene], generator, recipe.scene_details)
+            x[in_scene] = random_scene(x[in_scene], generator)
     x = random_erasing(x, generator, recipe.erase_probability)
     return photometric_shift(x, generator, recipe.photometric)
 
@@ -696,55 +696,24 @@ SCENE_MAX_SHEAR = 0.3
 SCENE_MAX_SHIFT = 4.0
 GARMENT_CONTRAST = (0.3, 1.0)
 BACKGROUND_STD = (0.03, 0.15)
-# the scene's details, which Recipe.scene_details switches off together
-ELASTIC = 0.8            # the garment bent by a smooth random displacement of this many pixels
-GARMENT_SHADING = 0.4    # the largest depth of smooth shading (folds, shadows) on the garment
-GARMENT_PRINT = 0.3      # the fraction of garments with a printed or woven pattern
-INVERTED_GARMENT = 0.3   # the fraction of garments drawn in negative
-BACKGROUND_GAP = 0.15    # the least distance of the background's grey level from the garment's middle one
-FRAME_BARS = 0.25        # the fraction of scenes with flat bands on two sides, as a padded photo has
 
 
-def random_scene(x, generator, details=True):
+def random_scene(x, generator):
     """Each garment x (B, 1, H, W) on black, as in a photo: smaller, off-centre, rotated and sheared,
-    with random grey levels for itself and for a textured background behind it; with details, also the
-    scene's details (see the constants above)."""
+    with random grey levels for itself and for a textured background behind it."""
     n, _, h, w = x.shape
-    elastic, shading, printed_share, inverted_share, gap, bars = (
-        (ELASTIC, GARMENT_SHADING, GARMENT_PRINT, INVERTED_GARMENT, BACKGROUND_GAP, FRAME_BARS) if details
-        else (0.0,) * 6)
     angle = _uniform(n, -SCENE_MAX_DEGREES, SCENE_MAX_DEGREES, generator) * math.pi / 180
     shift = _uniform(2 * n, -SCENE_MAX_SHIFT, SCENE_MAX_SHIFT, generator).view(n, 2)
     zoom = _uniform(n, *SCENE_ZOOM, generator)
     shear = _uniform(n, -SCENE_MAX_SHEAR, SCENE_MAX_SHEAR, generator)
-    moved = affine(torch.cat([x, garment_mask(x)], dim=1), angle, zoom, shear, shift)
-    if elastic > 0:
-        moved = elastic_warp(moved, generator, elastic)
-    garment, alpha = moved[:, :1], moved[:, 1:]
-    if shading > 0:           # folds and shadows: the garment's own brightness varies smoothly
-        depth = _uniform(n, 0.0, shading, generator).view(-1, 1, 1, 1)
-        garment = garment * (1 + depth * _unit(_smooth_noise(n, 1, 4, h, w, generator)))
-    if printed_share > 0:        # a print or weave of any class's garment, so a pattern alone names no class
-        printed = _chosen(n, printed_share, generator).view(-1, 1, 1, 1)
-        weight = _uniform(n, 0.2, 0.6, generator).view(-1, 1, 1, 1) * printed
-        garment = (1 - weight) * garment + weight * (0.5 + 0.25 * random_texture(n, generator, h, w))
+    garment, alpha = affine(torch.cat([x, garment_mask(x)], dim=1), angle, zoom, shear, shift).split(1, dim=1)
     darkest = _uniform(n, 0.0, 0.6, generator).view(-1, 1, 1, 1)
     brightest = (darkest + _uniform(n, *GARMENT_CONTRAST, generator).view(-1, 1, 1, 1)).clamp_max(1)
-    inverted = _chosen(n, inverted_share, generator).view(-1, 1, 1, 1)
-    garment = torch.where(inverted, brightest - (brightest - darkest) * garment,
-                          darkest + (brightest - darkest) * garment)
-    if gap > 0:                      # the background's grey level at least this far from the garment's middle
-        middle = (darkest + brightest) / 2
-        side = torch.where(_chosen(n, 0.5, generator).view(-1, 1, 1, 1), 1.0, -1.0)
-        level = (middle + side * _uniform(n, gap, 0.5, generator).view(-1, 1, 1, 1)).clamp(0, 1)
-    else:
-        level = _uniform(n, 0.0, 1.0, generator).view(-1, 1, 1, 1)
+    garment = darkest + (brightest - darkest) * garment
+    level = _uniform(n, 0.0, 1.0, generator).view(-1, 1, 1, 1)
     texture_std = _uniform(n, *BACKGROUND_STD, generator).view(-1, 1, 1, 1)
     background = level + texture_std * random_texture(n, generator, h, w)
-    scene = alpha * garment + (1 - alpha) * background
-    if bars > 0:
-        scene = add_frame_bars(scene, level, generator, bars)
-    return scene.clamp(0, 1)
+    return (alpha * garment + (1 - alpha) * background).clamp(0, 1)
 
 
 def garment_mask(x, threshold=0.03):
@@ -774,29 +743,6 @@ def affine(x, angle, zoom, shear, shift):
     theta = torch.cat([inverse, -(inverse @ offset.unsqueeze(2))], dim=2)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
     return F.grid_sample(x, grid, mode='bilinear', padding_mode='zeros', align_corners=False)
-
-
-def elastic_warp(x, generator, pixels):
-    """Each image x (B, C, H, W) bent by a smooth random displacement of up to about ``pixels``."""
-    n, _, h, w = x.shape
-    displacement = _smooth_noise(n, 2, 4, h, w, generator).permute(0, 2, 3, 1) * pixels
-    displacement = displacement * 2.0 / torch.tensor([w, h], dtype=x.dtype, device=x.device)
-    identity = F.affine_grid(torch.eye(2, 3, dtype=x.dtype, device=x.device).repeat(n, 1, 1), list(x.shape),
-                             align_corners=False)
-    return F.grid_sample(x, identity + displacement, mode='bilinear', padding_mode='zeros', align_corners=False)
-
-
-def add_frame_bars(x, level, generator, p, widest=5):
-    """For a fraction p of the images x (B, 1, H, W), flat bands of grey ``level`` (B, 1, 1, 1) on two
-    opposite sides, as the conversion pads a photo that is not square."""
-    n, _, h, w = x.shape
-    width = torch.randint(1, widest + 1, (n, 1, 1, 1), generator=generator, device=x.device)
-    across = _chosen(n, 0.5, generator).view(-1, 1, 1, 1)
-    rows = torch.arange(h, device=x.device).view(1, 1, h, 1)
-    columns = torch.arange(w, device=x.device).view(1, 1, 1, w)
-    in_bar = torch.where(across, (columns < width) | (columns >= w - width), (rows < width) | (rows >= h - width))
-    in_bar = in_bar & _chosen(n, p, generator).view(-1, 1, 1, 1)
-    return torch.where(in_bar, level.expand_as(x), x)
 
 
 def random_texture(n, generator, h=28, w=28):
@@ -878,8 +824,6 @@ class Recipe:
     plain_scene_classes: tuple = _setting((0, 1, 2, 3, 4, 6), 'MyNet: the classes laid on scenes in the fine-'
                                           'tuning of its network for plain backgrounds (footwear and bags stay on '
                                           'black, as catalogue photos show them)')
-    scene_details: bool = _setting(True, 'scenes with bending, shading, prints, negative garments, frame bars and '
-                                         'a background apart from the garment (see random_scene)')
 
 
 class Phase(typing.NamedTuple):

@@ -35,7 +35,6 @@ CONFIGS = {     # name -> changes to pytorch_cnn.Recipe's defaults (field name -
     'no-hard-passes': {'easy_kept': 1.0},
     'no-shifted-checkpoint': {'checkpoint_shifted': False},
     'no-fine-tuning': {'finetune_epochs': 0},
-    'no-scene-details': {'scene_details': False},
 }
 
 

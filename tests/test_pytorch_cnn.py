@@ -447,24 +447,13 @@ def test_affine_zooms_out_and_moves_by_whole_pixels_when_asked():
     assert smaller.sum().item() == pytest.approx(square.sum().item() / 4, rel=0.02)
 
 
-def test_scene_details_change_the_scene_and_only_it(test_set):
-    images = test_set[0][:64]
-    scenes, plain_scenes = (pytorch_cnn.random_scene(images, torch.Generator().manual_seed(3), details)
-                            for details in (True, False))
-    assert plain_scenes.shape == images.shape and plain_scenes.min() >= 0 and plain_scenes.max() <= 1
-    assert (scenes - plain_scenes).abs().amax(dim=(1, 2, 3)).gt(0.1).float().mean() > 0.5
-    recipe = pytorch_cnn.Recipe(scene_details=False)
-    torch.testing.assert_close(pytorch_cnn.augment(images, torch.Generator().manual_seed(3), recipe),
-                               pytorch_cnn.augment(images, torch.Generator().manual_seed(3), pytorch_cnn.Recipe()))
-
-
 def test_every_recipe_setting_is_a_flag_with_its_default():
     defaults = pytorch_cnn.parse_args([]).recipe
     assert defaults == pytorch_cnn.Recipe()
     changed = pytorch_cnn.parse_args(['--finetune-scene-probability', '0.1', '--scale', '0.9', '1.1', '--no-augment',
-                                      '--batch-size', '64', '--no-scene-details']).recipe
+                                      '--batch-size', '64', '--no-checkpoint-shifted']).recipe
     assert (changed.finetune_scene_probability, changed.scale, changed.augment, changed.batch_size,
-            changed.scene_details) == (0.1, (0.9, 1.1), False, 64, False)
+            changed.checkpoint_shifted) == (0.1, (0.9, 1.1), False, 64, False)
     assert len(dataclasses.fields(pytorch_cnn.Recipe)) <= 30
     assert pytorch_cnn.parse_args(['--plain-scene-classes', '1', '2', '6']).recipe.plain_scene_classes == (1, 2, 6)
     dry = pytorch_cnn.parse_args(['--dry-run', '--finetune-epochs', '5']).recipe
