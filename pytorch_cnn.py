@@ -836,11 +836,10 @@ class Phase(typing.NamedTuple):
 
 def training_phases(recipe, model):
     """[Phase]: the main schedule without scenes (where recipe.epochs > 0), then, where recipe.finetune_epochs > 0,
-    the fine-tuning: its
-    own one-cycle schedule at finetune_lr, with finetune_scene_probability scenes and finetune_scale as the scale
-    range of its rotated and scaled images. For MyNet the main schedule trains one GarmentNet that is both of its
-    networks; the fine-tuning then trains ``scene``, and a second one like it, with scenes for
-    plain_scene_classes only, trains ``plain``."""
+    the fine-tuning: its own one-cycle schedule at finetune_lr, with finetune_scene_probability scenes and
+    finetune_scale as the scale range of its rotated and scaled images. For MyNet the main schedule trains one
+    GarmentNet that is both of its networks; the fine-tuning then trains ``scene``, and a second one like it, with
+    scenes for plain_scene_classes only, trains ``plain``."""
     two_networks = isinstance(model, MyNet)
     phases = [Phase(('plain', 'scene') if two_networks else (), recipe)] if recipe.epochs > 0 else []
     if recipe.finetune_epochs > 0:
