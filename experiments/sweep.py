@@ -9,8 +9,7 @@ in its own single-threaded process; ``--workers`` of them run at once (on an H10
 99% and each 22-epoch run took about 4 minutes). A job's score is the accuracy of its saved model on
 the clean validation split and on the validation shift suite, both as ``classify`` labels them one at a time;
 beside it the balanced accuracy of both real-photo sets, 500 photos a call (tools/measure.py), where
-`make data` converted them. The
-test set is never read. Jobs that would not finish before ``--seconds`` are not started; those still
+`make data` converted them. The test set is never read. Jobs that would not finish before ``--seconds`` are not started; those still
 running then are stopped and reported by their last progress line. ``--out`` receives
 ``summary.txt`` (rewritten every few seconds), ``logs.txt`` (every job's log) and the best three models.
 """

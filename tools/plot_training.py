@@ -4,8 +4,7 @@
     python tools/plot_training.py run.json --out run.png
 
 Left: the training loss of each pass's (augmented) images. Right: the weight average's single-view accuracy on
-the validation split, clean and under the shift suite, and the real photos' balanced accuracy where the
-training had them; a dashed line where the fine-tuning began.
+the validation split, clean and under the shift suite; a dashed line where each fine-tuning began.
 """
 import argparse
 import json
@@ -14,14 +13,12 @@ import sys
 
 from common import REPO, write_atomically
 
-CURVES = {'val': 'validation, clean', 'shifted': 'validation, shift suite', 'phone': 'phone photos, balanced',
-          'catalogue': 'catalogue photos, balanced'}
+CURVES = {'val': 'validation, clean', 'shifted': 'validation, shift suite'}
 
 
 def plot_training(history, path):
-    """history: lists under 'epoch', 'loss' and each key of CURVES (entries None where not measured), and
-    'fine_tunings' ([epoch it started, the networks it trained ('' for the whole)] each). Returns the labels of
-    the accuracy curves drawn."""
+    """history: lists under 'epoch', 'loss' and each key of CURVES, and 'fine_tunings' ([epoch it started, the
+    networks it trained ('' for the whole)] each). Returns the labels of the accuracy curves drawn."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
@@ -29,10 +26,8 @@ def plot_training(history, path):
     figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(10, 4))
     loss_axis.plot(epochs, history['loss'], label="training loss of each pass's images (augmented)")
     loss_axis.set(xlabel='epochs of training steps', ylabel='loss', title='Training loss')
-    drawn = [label for key, label in CURVES.items() if history.get(key) and None not in history[key]]
     for key, label in CURVES.items():
-        if label in drawn:
-            accuracy_axis.plot(epochs, history[key], label=label)
+        accuracy_axis.plot(epochs, history[key], label=label)
     accuracy_axis.set(xlabel='epochs of training steps', ylabel='accuracy [%]',
                       title='Validation accuracy of the EMA weights (single view)')
     for axis in (loss_axis, accuracy_axis):
@@ -43,7 +38,7 @@ def plot_training(history, path):
     figure.tight_layout()
     write_atomically(path, lambda file: figure.savefig(file, format='png', dpi=100))
     plt.close(figure)
-    return drawn
+    return list(CURVES.values())
 
 
 def main(argv=None):
