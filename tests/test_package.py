@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import REPO
+from conftest import REPO, skip_unless_ci
 
 FETCH = os.path.join(REPO, 'tools', 'fetch_data.py')
 SUBMISSION = os.path.join(REPO, 'tools', 'submission.py')
@@ -225,11 +225,8 @@ def oldest_torch_python():
     """The Python of .venv-torch1.13; without it these tests are skipped with a notice, except in CI (CI=true),
     whose `make test` builds it, where a missing one is an error."""
     if not os.path.exists(OLDEST_TORCH_PYTHON):
-        message = (f'{OLDEST_TORCH_PYTHON} is missing: `make test COMPAT=1` builds it (PyTorch 1.13.1 on Python 3.10) '
-                   'and runs these checks')
-        if os.environ.get('CI'):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        skip_unless_ci(f'{OLDEST_TORCH_PYTHON} is missing: `make test COMPAT=1` builds it (PyTorch 1.13.1 on Python '
+                       '3.10) and runs these checks')
     return OLDEST_TORCH_PYTHON
 
 
@@ -277,10 +274,7 @@ def python_3_8():
 def test_graded_files_and_the_grader_emulation_compile_under_python_3_8(name, tmp_path):
     python = python_3_8()
     if python is None:
-        message = f'no Python 3.8 found (pyenv install 3.8): {name} was not compiled under Python 3.8'
-        if os.environ.get('CI'):
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        skip_unless_ci(f'no Python 3.8 found (pyenv install 3.8): {name} was not compiled under Python 3.8')
     compiled = subprocess.run([python, '-m', 'py_compile', os.path.join(REPO, name)], capture_output=True, text=True,
                               env={**os.environ, 'PYTHONPYCACHEPREFIX': str(tmp_path)})
     assert compiled.returncode == 0, compiled.stderr
