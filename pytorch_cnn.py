@@ -1,17 +1,13 @@
 """Fashion-MNIST classifiers in PyTorch: the lab's FCNet and SimpleCNN, and the graded MyNet.
 
-The grader imports this file, builds ``MyNet()``, loads ``model.pt`` on the CPU and calls ``classify(model, x)``
-with x a float tensor (B, 1, 28, 28) in [0, 1]. Its images are real-world photos of the same ten classes, with
-brightness, contrast and other shifts. So ``MyNet`` ignores brightness, contrast and polarity by construction,
-holds one network for garments on a plain backdrop and one for the rest, and is trained on garments laid into
-photo-like scenes; ``classify`` also reads its batch: similar photos pull each other's classes.
+The grader builds ``MyNet()``, loads ``model.pt`` on the CPU and calls ``classify(model, x)`` on real-world photos
+x (B, 1, 28, 28) in [0, 1] of the ten classes, with brightness, contrast and other shifts. So ``MyNet`` ignores
+brightness, contrast and polarity by construction, holds one network for garments on a plain backdrop and one for
+the rest, and is trained on garments laid into photo-like scenes; ``classify`` also reads its batch.
 
-    python pytorch_cnn.py                      # train MyNet, write model.pt
+    python pytorch_cnn.py                      # train MyNet, write model.pt (`make data` fetches the data)
     python pytorch_cnn.py --model SimpleCNN    # the lab's other two networks
     python pytorch_cnn.py --help               # every flag, the training Recipe among them
-
-In the lab's order: the lab's networks, MyNet, classify, data, augmentation, training, main. Nothing runs at
-import time and nothing is downloaded: ``make data`` puts Fashion-MNIST in ``data/FashionMNIST/raw/``.
 """
 import argparse
 import copy
@@ -21,7 +17,6 @@ import math
 import os
 import time
 import typing
-import warnings
 
 import torch
 import torch.nn as nn
@@ -63,11 +58,8 @@ class SimpleCNN(nn.Module):
 # ----------------------------------------------------------------------------- MyNet
 
 class GarmentNet(nn.Module):
-    """A VGG-style CNN behind a brightness/contrast/polarity-invariant input stage.
-
-    28x28: conv 32 -> pool -> 14x14: conv 64, conv 64 -> pool -> 7x7: conv 192, conv 192
-    -> pool to 3x3 -> linear (flattened features) -> 256 -> ReLU -> linear 256 -> 10.
-    """
+    """A VGG-style CNN behind a brightness/contrast/polarity-invariant input stage: 28x28: conv 32, pool, 14x14:
+    conv 64, conv 64, pool, 7x7: conv 192, conv 192, pool to 3x3, linear to 256, ReLU, linear to 10."""
 
     def __init__(self):
         super().__init__()
@@ -77,7 +69,7 @@ class GarmentNet(nn.Module):
             conv_bn_relu(64, 192), conv_bn_relu(192, 192), nn.MaxPool2d(2),
         )
         self.classifier = nn.Sequential(
-            nn.Linear(flattened_size(self.features), 256), nn.ReLU(inplace=True), nn.Linear(256, 10),
+            nn.Linear(192 * 3 * 3, 256), nn.ReLU(inplace=True), nn.Linear(256, 10),
         )
         # oneDNN's channels-last convolutions are much faster on a CPU; load_state_dict copies
         # into these tensors, so a loaded model.pt keeps the layout.
@@ -93,8 +85,7 @@ class GarmentNet(nn.Module):
         return log_probabilities, features, torch.zeros(len(x), dtype=torch.long, device=x.device)
 
     def read_standardized(self, z, with_features=False):
-        """z: (B, 1, 28, 28) as ``standardize_polarity`` makes it -> log-probabilities (B, 10), and with_features
-        also the penultimate features (B, 256) that the last layer reads them from."""
+        """z (B, 1, 28, 28) from ``standardize_polarity`` -> log-probabilities (B, 10) [, features (B, 256)]."""
         hidden = self.classifier[:-1](torch.flatten(self.features(z), 1))
         log_probabilities = F.log_softmax(self.classifier[-1](hidden), dim=1)
         return (log_probabilities, hidden) if with_features else log_probabilities
@@ -106,15 +97,6 @@ def conv_bn_relu(in_channels, out_channels):
         nn.BatchNorm2d(out_channels),
         nn.ReLU(inplace=True),
     )
-
-
-def flattened_size(features, image=(1, 28, 28)):
-    """How many numbers ``features`` makes of one image (run once in eval mode, so no statistics move)."""
-    was_training = features.training
-    with torch.no_grad():
-        size = features.eval()(torch.zeros(1, *image)).numel()
-    features.train(was_training)
-    return size
 
 
 class MyNet(nn.Module):
@@ -164,14 +146,9 @@ def get_model_class(_=None):
 # MyNet's input stage: each image standardised, its polarity set by its background, which also routes it
 
 def standardize_polarity(x):
-    """Per-image standardisation with the background made dark.
-
-    x: (B, 1, H, W) float. Returns z with zero mean and unit standard deviation
-    per image, sign-flipped where the frame of ``background_frame`` is brighter
-    than the middle half of the image (where the garment is). The result is the
-    same for ``a * x + b`` for every a != 0: brightness, contrast and inversion
-    cannot move it.
-    """
+    """x (B, 1, H, W) float -> z, each image at zero mean and unit standard deviation, sign-flipped where the frame
+    of ``background_frame`` is brighter than the middle half of the image (the garment). z is the same for
+    ``a * x + b`` for every a != 0: brightness, contrast and inversion cannot move it."""
     if x.shape[0] == 0:
         return x
     return standardize_with_frame(x)[0]
@@ -203,12 +180,10 @@ def background_frame(z, border=2):
 def padding_bars(z, widest=8, tolerance=0.1, rare=0.05):
     """Widths (B, 4) of the padding bars at the left, right, top and bottom edge of images z (B, 1, H, W).
 
-    The conversion pads a photo that is not square with the colour of its corner, which need not be the
-    floor's (a shadow, a vignette). A side's bar is its run of outermost lines (up to ``widest``) that
-    all hold the edge line's value. It counts only where that value is rare inside, held within
-    ``tolerance`` (z is standardised) by under a ``rare`` fraction of the pixels between the runs, and
-    where the runs lie on two opposite sides alone: padding fills the short sides, the photo reaches the
-    other two. Fashion-MNIST's black margins are no bars: black also surrounds the garment inside them.
+    A photo that is not square is padded with its corner's colour, which need not be the floor's (a shadow). A
+    side's bar is its run of outermost lines (up to ``widest``) that hold the edge line's value; it counts where
+    that value is rare inside (within ``tolerance`` in under a ``rare`` fraction of the pixels between the runs)
+    and the runs lie on two opposite sides alone. Fashion-MNIST's black margins are no bars: black is inside too.
     """
     n, _, h, w = z.shape
     sides = (z[:, 0].transpose(1, 2), z[:, 0].flip(2).transpose(1, 2), z[:, 0], z[:, 0].flip(1))
@@ -237,10 +212,9 @@ def box_mask(widths, h, w):
 
 def plain_background(x, tolerance=0.1, share=0.7, standardized=None):
     """(B,) True for the images x (B, 1, H, W) whose background is plain, as on a studio backdrop: at least
-    ``share`` of the frame of ``background_frame`` lies within ``tolerance`` (in the image's standard
-    deviations) of the frame's median. A textured floor, a scene or noise makes a background not plain; brightness,
-    contrast and inversion cannot change the answer. standardized: ``standardize_with_frame(x)``, where the
-    caller has it already."""
+    ``share`` of the frame of ``background_frame`` lies within ``tolerance`` (in the image's standard deviations)
+    of the frame's median; brightness, contrast and inversion cannot change it. standardized: the caller's
+    ``standardize_with_frame(x)``."""
     if x.shape[0] == 0:
         return torch.zeros(0, dtype=torch.bool, device=x.device)
     z, frame = standardized or standardize_with_frame(x.float())
@@ -253,33 +227,16 @@ def plain_background(x, tolerance=0.1, share=0.7, standardized=None):
 
 # ----------------------------------------------------------------------------- classify
 
-LUMA = (0.299, 0.587, 0.114)     # ITU-R BT.601 weights of R, G, B
-
-
 def as_image_batch(x):
-    """Any of (B,1,28,28), (B,28,28), (28,28); uint8 or float; tensor or array -> float (B,1,28,28).
-
-    (B,3,28,28) colour images are turned into grey (luma) with a warning. Raises ValueError for
-    NaN or infinite pixels, another channel count or another image size.
-    """
+    """Images (B, 1, 28, 28), (B, 28, 28) or (28, 28), uint8 or float, tensor or array -> float (B, 1, 28, 28).
+    Raises ValueError for another shape, or for NaN or infinite pixels."""
     x = x if torch.is_tensor(x) else torch.as_tensor(x, device='cpu')     # a tensor stays on its device
-    if x.dtype == torch.uint8:
-        x = x.float() / 255.0
-    x = x.float()
-    while x.dim() < 4:
-        x = x.unsqueeze(-3) if x.dim() == 3 else x.unsqueeze(0)
-    if x.dim() != 4 or x.shape[1] not in (1, 3):
-        raise ValueError(f'expected images of shape (B, 1, 28, 28), (B, 28, 28) or (28, 28) '
-                         f'(or colour (B, 3, 28, 28)), got {tuple(x.shape)}')
-    if x.shape[-2:] != (28, 28):
-        raise ValueError(f'expected 28x28 images, got {x.shape[-2]}x{x.shape[-1]} (shape {tuple(x.shape)})')
+    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+    if not 2 <= x.dim() <= 4 or x.shape[-2:] != (28, 28) or (x.dim() == 4 and x.shape[1] != 1):
+        raise ValueError(f'expected images of shape (B, 1, 28, 28), (B, 28, 28) or (28, 28), got {tuple(x.shape)}')
     if not torch.isfinite(x).all():
         raise ValueError(f'{int((~torch.isfinite(x)).sum())} pixels are NaN or infinite')
-    if x.shape[1] == 3:
-        warnings.warn('colour images (B, 3, 28, 28) were turned into grey ones (luma), as Fashion-MNIST is',
-                      stacklevel=3)
-        x = torch.einsum('bchw,c->bhw', x, torch.tensor(LUMA, device=x.device)).unsqueeze(1)
-    return x
+    return x if x.dim() == 4 else x.reshape(-1, 1, 28, 28)
 
 
 def shift_image(x, rows, columns):
@@ -789,9 +746,9 @@ def _setting(default, help_text):
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """Every setting of the training, each a flag of ``python pytorch_cnn.py`` (``batch_size`` is
-    ``--batch-size``, a range takes two numbers, a switch has a ``--no-`` form); the families of the
-    augmentation and the training are each switched off by one (docs/EXPERIMENTS.md, the ablation)."""
+    """Every setting of the training, each a flag of ``python pytorch_cnn.py`` (``batch_size`` is ``--batch-size``,
+    a range takes two numbers, a switch has a ``--no-`` form); one flag switches off each family of the ablation
+    (docs/EXPERIMENTS.md)."""
     # length, optimiser and schedule
     epochs: int = _setting(30, 'training length in epochs of steps (epochs x ceil(N / batch size) steps)')
     batch_size: int = _setting(128, 'images per step')
@@ -805,7 +762,7 @@ class Recipe:
     ema_decay: float = _setting(0.999, 'decay of the weight average that is evaluated and saved')
     ema_warmup: int = _setting(10, 'the average decays by (1 + t) / (this + t) while that is below ema_decay')
     easy_kept: float = _setting(0.3, 'fraction of the easier half of the images each pass trains on (1: all)')
-    checkpoint_shifted: bool = _setting(True, 'the checkpoint chosen by the mean of the clean and the shifted '
+    checkpoint_shifted: bool = _setting(True, 'choose the checkpoint by the mean of the clean and shifted '
                                               'validation accuracy (else by the clean one)')
     # augmentation: every image is shifted by whole pixels and mirrored half the time
     augment: bool = _setting(True, 'augment the training images (all the settings below)')
@@ -819,27 +776,24 @@ class Recipe:
     finetune_epochs: int = _setting(4, 'epochs of steps of the fine-tuning on scenes (0: none)')
     finetune_lr: float = _setting(0.01, 'its peak learning rate')
     finetune_scene_probability: float = _setting(0.25, 'fraction of images laid on a textured background in it')
-    finetune_scale: tuple = _setting((0.65, 1.08), 'range of the scale factor of its rotated and scaled images '
-                                                   '(garments zoomed out on black)')
-    plain_scene_classes: tuple = _setting((0, 1, 2, 3, 4, 6), 'MyNet: the classes laid on scenes in the fine-'
-                                          'tuning of its network for plain backgrounds (footwear and bags stay on '
-                                          'black, as catalogue photos show them)')
+    finetune_scale: tuple = _setting((0.65, 1.08), 'its scale range of rotated images (zoomed out on black)')
+    plain_scene_classes: tuple = _setting((0, 1, 2, 3, 4, 6), 'MyNet: the classes on scenes in the fine-tuning '
+                                          'of its plain network (footwear and bags stay on black, as in catalogues)')
 
 
 class Phase(typing.NamedTuple):
-    """One phase of a training: the parts of the model it trains (names of MyNet's networks; (): the whole
-    model), its recipe, and its scenes (see ``augment``)."""
+    """One phase of a training: the parts of the model it trains (names of MyNet's networks; (): the whole model),
+    its recipe, and its scenes (see ``augment``)."""
     parts: tuple
     recipe: Recipe
     scenes: tuple = None
 
 
 def training_phases(recipe, model):
-    """[Phase]: the main schedule without scenes (where recipe.epochs > 0), then, where recipe.finetune_epochs > 0,
-    the fine-tuning: its own one-cycle schedule at finetune_lr, with finetune_scene_probability scenes and
-    finetune_scale as the scale range of its rotated and scaled images. For MyNet the main schedule trains one
-    GarmentNet that is both of its networks; the fine-tuning then trains ``scene``, and a second one like it, with
-    scenes for plain_scene_classes only, trains ``plain``."""
+    """[Phase]: the main schedule without scenes (if recipe.epochs > 0), then (if recipe.finetune_epochs > 0) the
+    fine-tuning: its own one-cycle schedule at finetune_lr, finetune_scene_probability scenes, finetune_scale. For
+    MyNet the main schedule trains one GarmentNet that is both its networks; then the fine-tuning trains ``scene``,
+    and another with scenes of plain_scene_classes only trains ``plain``."""
     two_networks = isinstance(model, MyNet)
     phases = [Phase(('plain', 'scene') if two_networks else (), recipe)] if recipe.epochs > 0 else []
     if recipe.finetune_epochs > 0:
@@ -854,8 +808,7 @@ def training_phases(recipe, model):
 
 
 def pick_device(requested='auto'):
-    """The torch.device for --device requested: auto is CUDA where present, else the CPU (MPS only when asked).
-    Exits with one line where the requested device is not there."""
+    """The torch.device for --device: auto is CUDA where present, else the CPU (MPS only when asked)."""
     available = {'cpu': True, 'cuda': torch.cuda.is_available(),
                  'mps': getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()}
     if requested == 'auto':
@@ -876,31 +829,24 @@ def cpu_has_bf16_units(cpuinfo='/proc/cpuinfo'):
 
 
 def choose_precision(requested, device):
-    """The autocast dtype of training's forward pass (None: float32) for --precision requested, and prints it.
-
-    auto: on CUDA bf16 (fp16 with loss scaling where bf16 is missing); on a CPU bf16 where it has bf16 units
-    (emulated bf16 is slower than fp32), else fp32; fp32 on any other device. ``tools/bench.py`` times both.
-    """
+    """The autocast dtype of training's forward pass (None: float32) for --precision, printed. auto: bf16 on CUDA
+    (fp16 with loss scaling where bf16 is missing) and on a CPU with bf16 units (emulated bf16 is slower than
+    fp32), else fp32. ``tools/bench.py`` times both."""
     if requested == 'fp32' or device.type not in ('cpu', 'cuda'):
-        print(f'precision: fp32 ({requested} asked, {device.type})')
-        return None
-    if device.type == 'cuda':
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        print(f'precision: {dtype} autocast on CUDA')
-        return dtype
-    if not cpu_has_bf16_units():
-        print(f'precision: fp32 ({requested} asked, but this CPU has no bf16 units: bf16 would be emulated)')
-        return None
-    print(f'precision: bf16 autocast ({requested} asked; this CPU has bf16 units)')
-    return torch.bfloat16
+        dtype, why = None, f'{requested} asked, {device.type}'
+    elif device.type == 'cuda':
+        dtype, why = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16, 'autocast on CUDA'
+    elif cpu_has_bf16_units():
+        dtype, why = torch.bfloat16, f'bf16 autocast, {requested} asked: this CPU has bf16 units'
+    else:
+        dtype, why = None, f'{requested} asked, but this CPU has no bf16 units: bf16 would be emulated'
+    print(f'precision: {str(dtype).replace("torch.", "") if dtype else "fp32"} ({why})')
+    return dtype
 
 
 class WeightAverage:
-    """Exponential moving average of a model's parameters and buffers (used for evaluation).
-
-    The decay warms up as min(decay, (1 + t) / (warmup + t)) after t updates, so the
-    average follows the model closely while its weights still move fast.
-    """
+    """Exponential moving average of a model's parameters and buffers, evaluated and saved. Its decay after t
+    updates, min(decay, (1 + t) / (warmup + t)), lets it follow the model closely while the weights move fast."""
 
     def __init__(self, model, decay, warmup):
         self.model = copy.deepcopy(model).eval()
@@ -983,12 +929,9 @@ def train_step(training, x, y, recipe):
 
 
 def pick_pass(last_loss, easy_kept, generator):
-    """The training images of one pass, shuffled: indices into the training set.
-
-    last_loss (N,) holds each image's loss when it was last trained on (inf: never). A pass
-    takes every image whose loss is at least the median (the harder half, and every image
-    not yet trained on) and a random ``easy_kept`` fraction of the rest (1: every image).
-    """
+    """The training images of one pass, shuffled: indices into the training set. last_loss (N,) holds each image's
+    loss when last trained on (inf: never); a pass takes every image whose loss is at least the median and a
+    random ``easy_kept`` fraction of the rest (1: every image)."""
     hard = last_loss >= last_loss.median()
     kept = hard | (torch.rand(len(last_loss), generator=generator, device=generator.device).to(hard.device)
                    < easy_kept)
@@ -997,11 +940,8 @@ def pick_pass(last_loss, easy_kept, generator):
 
 
 def train_one_pass(training, images, labels, order, recipe, generator, scenes=None):
-    """Trains on images[order] in batches with fresh augmentation (scenes: see ``augment``); returns (mean loss,
-    steps taken).
-
-    Writes each image's loss (on its augmented view, label-smoothed) into training.last_loss[order].
-    """
+    """Trains on images[order] in batches with fresh augmentation (scenes: see ``augment``), writing each image's
+    loss into training.last_loss[order]; returns (mean loss, steps taken)."""
     training.model.train()
     total_loss, steps = 0.0, 0      # the loss stays on the device until the end: no wait for the GPU each step
     for start in range(0, len(order), recipe.batch_size):
@@ -1036,12 +976,6 @@ def accuracy(model, images, labels, tta=True, adapt=True):
     return 100.0 * (classify(model, images, tta=tta, adapt=adapt) == labels).double().mean().item()
 
 
-def log_pass(number, epochs_done, epochs, images, loss, scores, improved, seconds, eta):
-    print(f'pass {number:3d}  epoch {epochs_done:5.2f}/{epochs:g}  {images:5d} images  loss {loss:.4f}  '
-          f'val {scores["val"]:6.2f}%  shifted {scores["shifted"]:6.2f}%  '
-          f'{"best" if improved else "    "}  {seconds:5.1f}s  eta {eta / 60:4.1f} min', flush=True)
-
-
 def with_parts(model, parts, network):
     """What a phase validates and saves: a copy of model with each of parts (names of its networks) being
     network; network itself where parts is ()."""
@@ -1070,11 +1004,9 @@ class Progress:
 
 
 def train_phase(training, phase, train_set, checks, generator, progress, validated):
-    """Trains for phase.recipe.epochs epochs' worth of steps, in passes that after the first skip most of the
-    easier half of the images (see ``pick_pass``). After each pass it validates the weight average on checks (see
-    ``validate``) and saves it whenever its score is the phase's best so far: the mean of the clean and shifted
-    validation accuracy (the clean one without recipe.checkpoint_shifted). validated(average) is the model that
-    holds the weight average (see ``with_parts``)."""
+    """Trains for phase.recipe.epochs epochs of steps in passes (see ``pick_pass``). After each pass it validates
+    validated(weight average) (see ``with_parts``) on checks and saves it whenever its score is the phase's best:
+    the mean of the clean and shifted validation accuracy (the clean one without recipe.checkpoint_shifted)."""
     train_x, train_y = train_set
     recipe = phase.recipe
     phase_end = progress.steps_done + total_steps(recipe, len(train_y))
@@ -1095,16 +1027,17 @@ def train_phase(training, phase, train_set, checks, generator, progress, validat
             progress.best_state = copy.deepcopy(evaluated.state_dict())
             save_atomically(progress.best_state, progress.out)
             progress.saved = f'the weights after pass {len(progress.history["loss"])} (validation score {score:.2f}%)'
-        seconds_per_step = (time.time() - progress.started) / progress.steps_done
-        log_pass(len(progress.history['loss']), progress.steps_done / progress.steps_per_epoch,
-                 progress.steps_wanted / progress.steps_per_epoch, len(order), loss, scores, improved,
-                 time.time() - pass_start, seconds_per_step * (progress.steps_wanted - progress.steps_done))
+        eta = (time.time() - progress.started) / progress.steps_done * (progress.steps_wanted - progress.steps_done)
+        print(f'pass {len(progress.history["loss"]):3d}  epoch {progress.history["epoch"][-1]:5.2f}/'
+              f'{progress.steps_wanted / progress.steps_per_epoch:g}  {len(order):5d} images  loss {loss:.4f}  '
+              f'val {scores["val"]:6.2f}%  shifted {scores["shifted"]:6.2f}%  {"best" if improved else "    "}  '
+              f'{time.time() - pass_start:5.1f}s  eta {eta / 60:4.1f} min', flush=True)
 
 
 def train(args):
-    """Trains args.model under args.recipe, phase after phase (see ``training_phases``); each fine-tuning
-    starts from the best weights of the phase before (the first from the model's, random or --init). Saves each
-    phase's best weight average to args.out as it finds it, so the file ends with the last phase's best."""
+    """Trains args.model under args.recipe, phase after phase (see ``training_phases``), each fine-tuning from the
+    best weights so far (random or --init ones at first). Saves each phase's best weight average to args.out as
+    it finds it, so the file ends with the last phase's best."""
     recipe, device = args.recipe, pick_device(args.device)
     torch.manual_seed(args.seed)
     model = load_model(args.init, MODELS[args.model]) if args.init else MODELS[args.model]()
@@ -1126,10 +1059,8 @@ def train(args):
         for phase in phases:
             parts = phase.parts
             if phase.scenes is not None:            # a fine-tuning, from the best weights so far
-                probability, classes = phase.scenes
-                print(f'fine-tuning{" of " + " and ".join(parts) if parts else ""}: {phase.recipe.epochs} epochs, peak '
-                      f'lr {phase.recipe.lr:g}, scene probability {probability:g}'
-                      f'{"" if len(classes) == 10 else f" (classes {classes})"}, from the best weights so far')
+                print(f'fine-tuning{" of " + " and ".join(parts) if parts else ""}: {phase.recipe.epochs} epochs, '
+                      f'peak lr {phase.recipe.lr:g}, scenes (probability, classes) {phase.scenes}')
                 if progress.best_state is not None:
                     model.load_state_dict(progress.best_state)
                 progress.best_score = -1.0          # each phase keeps its own best pass
@@ -1164,13 +1095,12 @@ def save_atomically(value, path, write=torch.save):
 # ----------------------------------------------------------------------------- main
 
 class ModelFileError(Exception):
-    """A model file that is missing, unreadable, or of another network; the message is one line naming it."""
+    """A model file that is missing, unreadable, or of another network; its message is one line."""
 
 
 def load_model(path, model_class=MyNet):
-    """Exactly as the grader does: build with no arguments, load the state_dict on the CPU.
-
-    Raises ModelFileError where path is missing, is no saved state_dict, or holds another network's weights."""
+    """As the grader does: model_class(), then load_state_dict of the file at path on the CPU (ModelFileError
+    where it is missing, no state_dict, or another network's)."""
     if not os.path.isfile(path):
         raise ModelFileError(f'{path}: no such file')
     try:
@@ -1229,16 +1159,13 @@ def parse_args(argv=None):
     parser.add_argument('--val-size', type=int, default=5000, help='training images held out for validation')
     parser.add_argument('--data', default='data', help='folder holding FashionMNIST/raw')
     parser.add_argument('--out', default='model.pt', help='where the trained state_dict goes')
-    parser.add_argument('--init', default=None, metavar='MODEL_PT',
-                        help='start from these weights (a state_dict of --model) instead of random ones (MyNet: '
-                             'its main schedule starts from the plain network); with --epochs 0 the fine-tunings '
-                             'alone start from them')
+    parser.add_argument('--init', default=None, metavar='MODEL_PT', help='start from these weights instead of '
+                        'random ones (MyNet: the main schedule from its plain network); --epochs 0: fine-tune them')
     parser.add_argument('--device', choices=('auto', 'cpu', 'cuda', 'mps'), default='auto',
                         help='where to train; auto: CUDA where present, else the CPU')
     parser.add_argument('--threads', type=int, default=None, help='CPU threads (all when not given)')
-    parser.add_argument('--precision', choices=('auto', 'fp32', 'bf16'), default='auto',
-                        help='forward pass of training in float32 or bf16 autocast; auto: bf16 on CUDA and on CPUs '
-                             'with bf16 units (the saved weights are float32 either way)')
+    parser.add_argument('--precision', choices=('auto', 'fp32', 'bf16'), default='auto', help='forward pass of '
+                        'training in float32 or bf16 autocast; auto: bf16 on CUDA and on CPUs with bf16 units')
     parser.add_argument('--dry-run', action='store_true',
                         help='two epochs of steps (one of fine-tuning) on 512 images, a small validation')
     parser.add_argument('--history', default='training_history.json', metavar='JSON',
@@ -1256,9 +1183,9 @@ def parse_args(argv=None):
     for flag, value in (('--lr', args.lr), ('--finetune-lr', args.finetune_lr)):
         if not value > 0:
             parser.error(f'{flag} must be positive, got {value:g}')
-    classes = args.plain_scene_classes
-    if not all(0 <= label <= 9 for label in classes):
-        parser.error(f'--plain-scene-classes takes class labels 0 to 9, got {" ".join(map(str, classes))}')
+    if not all(0 <= label <= 9 for label in args.plain_scene_classes):
+        parser.error('--plain-scene-classes takes class labels 0 to 9, got '
+                     + ' '.join(map(str, args.plain_scene_classes)))
     args.recipe = recipe_from_args(args)
     return args
 

@@ -63,21 +63,13 @@ def test_classify_contract(committed_model, test_set):
     (torch.full((2, 1, 28, 28), float('inf')), 'NaN or infinite'),
     (torch.rand(2, 2, 28, 28), r'expected images of shape \(B, 1, 28, 28\)'),
     (torch.rand(2, 28, 28, 1), r'got \(2, 28, 28, 1\)'),
-    (torch.rand(2, 1, 32, 32), 'expected 28x28 images, got 32x32'),
+    (torch.rand(2, 1, 32, 32), r'expected images of shape .* got \(2, 1, 32, 32\)'),
+    (torch.rand(2, 3, 28, 28), 'expected images of shape'),
     (torch.rand(1, 1, 1, 28, 28), 'expected images of shape'),
 ])
 def test_classify_rejects_bad_input_with_a_clear_message(committed_model, bad, message):
     with pytest.raises(ValueError, match=message):
         classify(committed_model, bad)
-
-
-def test_classify_turns_colour_images_into_grey_with_a_warning(committed_model, test_set):
-    images = test_set[0][:16]
-    coloured = images.repeat(1, 3, 1, 1) * torch.tensor([1.0, 0.9, 0.8]).view(1, 3, 1, 1)
-    with pytest.warns(UserWarning, match='luma'):
-        labels = classify(committed_model, coloured)
-    luma = sum(w * c for w, c in zip(pytorch_cnn.LUMA, (1.0, 0.9, 0.8)))
-    torch.testing.assert_close(labels, classify(committed_model, images * luma))
 
 
 def test_grader_shaped_input_is_passed_through_unchanged():
