@@ -239,17 +239,12 @@ def as_image_batch(x):
     return x if x.dim() == 4 else x.reshape(-1, 1, 28, 28)
 
 
-def shift_image(x, rows, columns):
-    """x (B, C, H, W) moved down by ``rows`` and right by ``columns`` (each -1, 0 or 1), edge pixels repeated."""
-    h, w = x.shape[-2:]
-    padded = F.pad(x, (1, 1, 1, 1), mode='replicate')
-    return padded[..., 1 - rows:1 - rows + h, 1 - columns:1 - columns + w]
-
-
 def tta_view(x, mirrored, rows, columns):
-    """One test-time view of images x (B, 1, H, W): maybe mirrored, then shifted (see ``shift_image``)."""
-    x = shift_image(x.flip(-1) if mirrored else x, rows, columns)
-    return x.contiguous(memory_format=torch.channels_last)
+    """One test-time view of images x (B, 1, H, W): maybe mirrored, then moved down by ``rows`` and right by
+    ``columns`` (each -1, 0 or 1), the edge pixels repeated."""
+    h, w = x.shape[-2:]
+    padded = F.pad(x.flip(-1) if mirrored else x, (1, 1, 1, 1), mode='replicate')
+    return padded[..., 1 - rows:1 - rows + h, 1 - columns:1 - columns + w].contiguous(memory_format=torch.channels_last)
 
 
 # classify's views (mirrored, rows, columns) in the order it adds them: the image, its mirror image, then the
@@ -262,14 +257,10 @@ SURE = 0.75
 
 
 def image_outputs(model, x, batch_size=256, tta=True):
-    """Each image's own outputs: (probabilities (B, 10), features (B, F), network (B,)), on the CPU.
-
-    Runs in eval mode without gradients on the model's device, then restores the mode the model was
-    in. Each row of probabilities is the mean class probability over the views seen; with ``tta``
-    (test-time augmentation) the images whose winning class gets less than SURE see the next stage of
-    VIEW_STAGES, up to ten views. Features and network are those of ``forward_with_features`` on the
-    first view, None for a model without it. Float input in 0..255 works too: ``MyNet`` ignores scale.
-    """
+    """Each image's own outputs on the CPU: (probabilities (B, 10), features (B, 256), network (B,)), in eval mode
+    (the model's own mode restored after). A row of probabilities is the mean over the views seen; with ``tta`` an
+    image whose winning class gets less than SURE sees the next stage of VIEW_STAGES. Features and network are
+    ``forward_with_features``' on the first view (None for a model without it)."""
     device = next(model.parameters()).device
     images = as_image_batch(x)
     was_training = model.training
@@ -277,8 +268,9 @@ def image_outputs(model, x, batch_size=256, tta=True):
     summed = torch.zeros(len(images), 10, device='cpu')
     views_seen = torch.zeros(len(images), 1, device='cpu')
     unsure = torch.arange(len(images), device='cpu')
-    features = networks = None
     with_features = hasattr(model, 'forward_with_features')
+    features = torch.zeros(len(images), 256, device='cpu') if with_features else None
+    networks = torch.zeros(len(images), dtype=torch.long, device='cpu') if with_features else None
     with torch.no_grad():
         for stage in VIEW_STAGES if tta else VIEW_STAGES[:1]:
             for start in range(0, len(unsure), batch_size):
@@ -287,9 +279,6 @@ def image_outputs(model, x, batch_size=256, tta=True):
                 if stage is VIEW_STAGES[0] and with_features:
                     log_probabilities, batch_features, batch_networks = model.forward_with_features(
                         tta_view(batch, *stage[0]))
-                    if features is None:
-                        features = torch.zeros(len(images), batch_features.shape[1], device='cpu')
-                        networks = torch.zeros(len(images), dtype=torch.long, device='cpu')
                     features[chosen], networks[chosen] = batch_features.float().cpu(), batch_networks.cpu()
                     summed[chosen] += log_probabilities.exp().cpu()
                 else:
@@ -351,10 +340,8 @@ def laplacian_smoothing(probabilities, features, strength):
 
 
 def adapt_to_batch(probabilities, features, networks):
-    """probabilities (N, 10) adjusted to the batch: ``laplacian_smoothing`` among the images that one network
-    read (networks (N,), features (N, F) of that network), at a strength (see ``adaptation_strength``) that
-    grows with their number and their doubt; an image alone keeps its own. The result does not depend on the
-    order of the images."""
+    """probabilities (N, 10) adjusted to the batch: ``laplacian_smoothing`` among the images that one network read
+    (networks (N,), features (N, F) of that network) at ``adaptation_strength``; independent of the images' order."""
     adapted = probabilities.clone()
     for network in networks.unique():
         members = (networks == network).nonzero().squeeze(1)
@@ -364,18 +351,16 @@ def adapt_to_batch(probabilities, features, networks):
 
 
 def adaptation_strength(probabilities):
-    """STRENGTH for a group of images with probabilities (N, 10), scaled by min(1, N / FULL_STRENGTH_AT) and by
-    where their mean winning probability lies between CONFIDENT (0) and UNSURE (1). On images like its training
-    images the network is surer, and there its own answers beat its neighbours'; on photos unlike them it is
-    less sure, and there similar photos tell more than its read-out does (docs/EXPERIMENTS.md, session 21)."""
+    """STRENGTH for images with probabilities (N, 10), times min(1, N / FULL_STRENGTH_AT) and where their mean
+    winning probability lies between CONFIDENT (0) and UNSURE (1): on images like its training images the network's
+    own answers beat its neighbours', on photos unlike them similar photos tell more (EXPERIMENTS, session 21)."""
     doubt = (CONFIDENT - probabilities.max(dim=1).values.mean().item()) / (CONFIDENT - UNSURE)
     return STRENGTH * min(1.0, len(probabilities) / FULL_STRENGTH_AT) * min(1.0, max(0.0, doubt))
 
 
 def class_probabilities(model, x, batch_size=256, tta=True, adapt=True):
-    """Class probabilities (B, 10) for images x (see ``as_image_batch`` for accepted forms): each image's own
-    (see ``image_outputs``), then, with ``adapt``, smoothed over its neighbours in the batch (see
-    ``adapt_to_batch``)."""
+    """Class probabilities (B, 10) for images x (see ``as_image_batch``): each image's own (``image_outputs``),
+    then, with ``adapt``, smoothed over its neighbours in the batch (``adapt_to_batch``)."""
     probabilities, features, networks = image_outputs(model, x, batch_size, tta)
     if adapt and features is not None:
         probabilities = adapt_to_batch(probabilities, features, networks)

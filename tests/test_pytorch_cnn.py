@@ -100,13 +100,13 @@ def test_loaded_mynet_keeps_channels_last_weights(committed_model):
     assert not all(conv.weight.is_contiguous() for conv in convolutions)
 
 
-def test_shift_image_moves_one_pixel_and_repeats_the_edge():
+def test_tta_view_moves_one_pixel_and_repeats_the_edge():
     x = torch.arange(12.0).view(1, 1, 3, 4)
-    torch.testing.assert_close(pytorch_cnn.shift_image(x, 0, 0), x)
-    down = pytorch_cnn.shift_image(x, 1, 0)
+    torch.testing.assert_close(pytorch_cnn.tta_view(x, False, 0, 0), x)
+    down = pytorch_cnn.tta_view(x, False, 1, 0)
     torch.testing.assert_close(down[..., 1:, :], x[..., :-1, :])
     torch.testing.assert_close(down[..., 0, :], x[..., 0, :])
-    left = pytorch_cnn.shift_image(x, 0, -1)
+    left = pytorch_cnn.tta_view(x, False, 0, -1)
     torch.testing.assert_close(left[..., :-1], x[..., 1:])
     torch.testing.assert_close(left[..., -1], x[..., -1])
 
