@@ -859,7 +859,7 @@ class Training:
     last_loss: torch.Tensor         # (N,) each training image's loss when last trained on (inf: never)
     device: torch.device
     autocast_dtype: torch.dtype = None      # the forward pass's dtype under autocast; None: float32
-    scaler: 'torch.amp.GradScaler' = None   # older PyTorch lacks them (see grad_scaler); loss scaling for fp16
+    scaler: 'torch.amp.GradScaler' = None   # loss scaling for fp16; older PyTorch lacks torch.amp's (grad_scaler)
 
 
 def start_training(model, recipe, images_in_training, device, autocast_dtype=None):
@@ -901,13 +901,9 @@ def train_step(training, x, y, recipe):
     per_image = F.cross_entropy(log_probabilities.float(), y.to(training.device),
                                 label_smoothing=recipe.label_smoothing, reduction='none')
     training.optimizer.zero_grad(set_to_none=True)
-    if training.scaler.is_enabled():
-        training.scaler.scale(per_image.mean()).backward()
-        training.scaler.step(training.optimizer)
-        training.scaler.update()
-    else:
-        per_image.mean().backward()
-        training.optimizer.step()
+    training.scaler.scale(per_image.mean()).backward()      # a disabled scaler (all but fp16) passes all through
+    training.scaler.step(training.optimizer)
+    training.scaler.update()
     training.scheduler.step()
     training.average.update(training.model)
     return per_image.detach()
