@@ -118,8 +118,10 @@ def test_compare_models_numbers_are_the_projects_accuracies(committed_model, fas
 
 def test_compare_models_reports_a_worse_model_as_a_loss_on_both_photo_sets(real_photos_path, catalogue_path,
                                                                            untrained_model_file):
-    result = tool('compare_models.py', 'model.pt', untrained_model_file, '--val-images', '100', '--shift-images', '8')
+    result = tool('compare_models.py', 'model.pt', untrained_model_file, '--val-images', '100', '--shift-images', '8',
+                  '--batch-sizes', '500', 'all')
     assert result.returncode == 0, result.stderr
+    assert 'all at once' in result.stdout and ' at a time' not in result.stdout.replace('500 at a time', '')
     first, second = result.stdout.split(untrained_model_file + ', 500 at a time: clean')[0:2]
     first = first.split('model.pt, 500 at a time: clean')[1]
     for name in ('phone photos', 'catalogue photos', 'catalogue photos, area resize'):

@@ -2,6 +2,7 @@
 
     python tools/compare_models.py model.pt /tmp/new.pt
     python tools/compare_models.py model.pt --val-images 1000      # quicker
+    python tools/compare_models.py model.pt /tmp/new.pt --batch-sizes 1 500
 
 For each file and each number of images handed to ``classify`` at once (one, 64, 500, the whole set, in
 a fixed random order: see measure.labels_by_batch_size): accuracy on the validation split (``classify``
@@ -63,6 +64,8 @@ def main(argv=None):
     parser.add_argument('--val-images', type=int, default=None, help='only the first this many of them')
     parser.add_argument('--shift-images', type=int, default=pytorch_cnn.SHIFTED_VAL_IMAGES,
                         help='validation images under each shift')
+    parser.add_argument('--batch-sizes', type=lambda text: None if text == 'all' else int(text), nargs='+',
+                        default=list(BATCH_SIZES), metavar='N', help='images a call to classify ("all": the whole set)')
     args = parser.parse_args(argv)
 
     models = [(path, load_model_or_exit(path)) for path in args.models]        # every file checked before work
@@ -74,7 +77,7 @@ def main(argv=None):
     counts = {name: len(photos[1]) for name, photos in photo_sets.items()}
     first_predicted = None
     for path, model in models:
-        numbers = validation_numbers(model, val, shifted_images, photo_sets, first_predicted)
+        numbers = validation_numbers(model, val, shifted_images, photo_sets, first_predicted, args.batch_sizes)
         for size, at_size in numbers.items():
             print(describe(f'{path}, {at_a_time(size)}', at_size, counts), flush=True)
         first_predicted = first_predicted or {size: at_size['predicted'] for size, at_size in numbers.items()}
