@@ -476,12 +476,9 @@ PHOTOMETRIC_SHIFTS = ('brighter +0.4', 'low contrast x0.3', 'gamma 0.5', 'gamma 
 # ----------------------------------------------------------------------------- augmentation
 
 def augment(x, generator, recipe, labels=None, scenes=None):
-    """The training augmentation: geometry, photo-like scenes, random erasing, then photometric shifts.
-
-    x: (B, 1, 28, 28) in [0, 1] -> the same shape, in [0, 1]; the settings come from ``recipe`` (a Recipe).
-    scenes: (probability, classes): that fraction of the images goes on a scene (see ``random_scene``), where
-    labels (B,) are given only images of those classes; None: no scenes.
-    """
+    """The training augmentation of x (B, 1, 28, 28) in [0, 1] under ``recipe``: geometry, photo-like scenes,
+    random erasing, photometric shifts. scenes: (probability, classes): that fraction of the images of those
+    classes (all where no labels (B,) are given) goes on a scene (``random_scene``); None: no scenes."""
     x = random_geometry(x, generator, recipe)
     if scenes is not None and scenes[0] > 0:
         probability, classes = scenes
@@ -517,11 +514,8 @@ def random_geometry(x, generator, recipe):
 
 
 def random_shift_flip(x, generator, max_pixels):
-    """Whole-pixel translation by up to ``max_pixels`` and a horizontal flip, each per image.
-
-    Exact: pixels are moved, never interpolated, so the images stay as sharp as the
-    test images (bilinear resampling blurs them). x: (B, 1, H, W) -> same shape, zero fill.
-    """
+    """x (B, 1, H, W) moved by up to ``max_pixels`` whole pixels (zero fill) and mirrored half the time, each image
+    on its own; exact, so the images stay as sharp as the test images (bilinear resampling blurs them)."""
     n, _, h, w = x.shape
     flip = _chosen(n, 0.5, generator)
     x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
@@ -659,11 +653,8 @@ def random_scene(x, generator):
 
 
 def garment_mask(x, threshold=0.03):
-    """Where the garment is in Fashion-MNIST-like images x (B, 1, H, W) on black: 1.0 inside, 0.0 outside.
-
-    A pixel is inside when it lies between lit pixels both along its row and along its
-    column, so dark patches inside a garment count, and the gap between trouser legs does not.
-    """
+    """Where the garment is in Fashion-MNIST-like images x (B, 1, H, W) on black: 1.0 inside, 0.0 outside. A pixel
+    is inside between lit pixels along both its row and its column: dark patches count, the gap in trousers not."""
     lit = (x > threshold).to(torch.int8)
 
     def between(dim):

@@ -1,5 +1,7 @@
-"""The research instruments in experiments/: the training sweep, the feature probes, the structure ablation."""
+"""The research instruments in experiments/: the training sweep, the feature probes, the structure ablation, the
+ablation table."""
 import os
+import re
 import subprocess
 import sys
 
@@ -138,3 +140,27 @@ def test_the_structure_ablation_switches_off_one_part_at_a_time(catalogue_path, 
     assert float(cells['no test-time views']['val@1']) == pytest.approx(without_views, abs=0.005)
     assert cells['committed']['val@1'] == cells['no batch adaptation']['val@500']      # one alone is not adapted
     assert all(f'; {name}@500 ' in rows['committed'] for name in ('catalogue photos', 'phone photos'))
+
+
+# ----------------------------------------------------------------------------- ablation_table.py
+
+def test_the_ablation_table_sets_each_model_beside_its_seeds_base(tmp_path, catalogue_path, real_photos_path,
+                                                                   fashion_root):
+    import shutil
+    base, worse = tmp_path / 'base.pt', tmp_path / 'untrained.pt'
+    shutil.copy(os.path.join(REPO, 'model.pt'), base)
+    torch.manual_seed(0)
+    torch.save(pytorch_cnn.MyNet().state_dict(), worse)
+    args = (f'base/s1={base}', f'untrained/s1={worse}', '--val-images', '300', '--shift-images', '20', '--batch-sizes',
+            '1', '--data', fashion_root)
+    first, again = experiment('ablation_table.py', *args), experiment('ablation_table.py', *args)
+    assert first.returncode == 0, first.stderr
+    assert again.stdout == first.stdout and os.path.exists(f'{worse}.labels.pt')       # read from the cache
+    rows = {line.split()[0]: line for line in first.stdout.splitlines() if '/s1 ' in line}
+    images, labels = pytorch_cnn.load_fashion_mnist(fashion_root, train=True)
+    _, (val_x, val_y) = pytorch_cnn.split_train_val(images, labels, 5000)
+    clean = pytorch_cnn.accuracy(pytorch_cnn.load_model(str(base)), val_x[:300], val_y[:300], adapt=False)
+    assert float(rows['base/s1'].split()[1]) == pytest.approx(clean, abs=0.005)
+    assert rows['base/s1'].count('[') == 2                  # two photo sets, no gain beside the base itself
+    gains = [float(gain) for gain in re.findall(r'([+-]\d+\.\d) \[ *[+-]', rows['untrained/s1'])]
+    assert len(gains) == 2 and all(gain < -20 for gain in gains), rows['untrained/s1']
