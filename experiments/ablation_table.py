@@ -4,11 +4,11 @@
 
 Each argument is CONFIG/SEED=MODEL_PT; the config named ``base`` is the reference of its seed. For each model
 and each number of images a call (--batch-sizes, in a fixed random order, see measure.labels_by_batch_size):
-clean validation accuracy (the first --val-images), the photometric, scene and geometric shift means on the first
---shift-images validation images, and both real-photo sets' (the paper's conversion) balanced accuracy with its 90% interval, overall
-beside it; from a non-base model also its balanced gain over its seed's base with a paired interval. A
-model's labels are kept in MODEL_PT.labels.pt, so a model is classified once however often the table is
-drawn. The test set is never read.
+clean validation accuracy (the first --val-images), the photometric, scene and geometric shift means on the
+first --shift-images validation images, and both real-photo sets' balanced accuracy (the paper's conversion)
+with its 90% interval, overall beside it; from a non-base model also its balanced gain over its seed's base with
+a paired interval. A model's labels are kept in MODEL_PT.labels.pt, so a model is classified once however often
+the table is drawn. The test set is never read.
 """
 import argparse
 import os
