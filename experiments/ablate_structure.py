@@ -5,8 +5,8 @@
 Parts: the second network and its routing (every image to ``plain``, or to ``scene``), the padding bars in the
 input stage, the test-time views, the batch adaptation. Each variant is measured on the validation split (never
 the test set), on the validation split under every shift of pytorch_cnn.SHIFTS (photometric and scene means, and
-the geometric shifts), and on both real-photo sets (balanced and overall, 90% bootstrap intervals), one image at
-a time and 500 a call in a fixed random order (see tools/measure.labels_by_batch_size), with each variant's
+measure.GEOMETRIC_SHIFTS), and on both real-photo sets (balanced and overall, 90% bootstrap intervals), one image
+at a time and 500 a call in a fixed random order (see tools/measure.labels_by_batch_size), with each variant's
 paired gain over the committed one (the same bootstrap draws).
 """
 import argparse
@@ -18,10 +18,10 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tools'))
 from common import REPO  # noqa: E402
-from measure import labels_by_batch_size, load_model_or_exit, load_photo_sets, real_photo_scores  # noqa: E402
+from measure import (GEOMETRIC_SHIFTS, labels_by_batch_size, load_model_or_exit, load_photo_sets,  # noqa: E402
+                     real_photo_scores)
 import pytorch_cnn  # noqa: E402
 
-GEOMETRIC = ('rotated 10', 'rotated 20', 'sheared 0.3', 'zoomed out 0.65', 'off-centre 3,4 px')
 BATCHES = (1, 500)
 
 
@@ -64,7 +64,7 @@ def measure(model, val, photo_sets, committed=None):
         accuracy = {name: 100.0 * (by_size[size] == labels).double().mean().item() for name, by_size in shifted.items()}
         row[f'val@{size}'] = accuracy['clean']
         for group, names in (('photometric', pytorch_cnn.PHOTOMETRIC_SHIFTS), ('scene', pytorch_cnn.SCENE_SHIFTS),
-                             ('geometric', GEOMETRIC)):
+                             ('geometric', GEOMETRIC_SHIFTS)):
             row[f'{group}@{size}'] = sum(accuracy[name] for name in names) / len(names)
     for name, (photos, photo_labels, senders) in photo_sets.items():
         guesses[name] = labels_by_batch_size(model, photos, BATCHES)

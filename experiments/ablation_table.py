@@ -19,9 +19,8 @@ sys.path[:0] = [REPO, os.path.join(REPO, 'tools')]
 import torch  # noqa: E402
 
 import pytorch_cnn  # noqa: E402
-from measure import labels_by_batch_size, load_model_or_exit, load_photo_sets, real_photo_scores  # noqa: E402
-
-GEOMETRIC_SHIFTS = ('rotated 10', 'rotated 20', 'sheared 0.3', 'zoomed out 0.65')
+from measure import (GEOMETRIC_SHIFTS, labels_by_batch_size, load_model_or_exit, load_photo_sets,  # noqa: E402
+                     real_photo_scores)
 
 
 def model_labels(path, sets, batch_sizes):

@@ -80,6 +80,10 @@ def shift_suite(model, images, labels, batch_sizes=BATCH_SIZES):
     return {size: {name: by_size[size] for name, by_size in by_shift.items()} for size in batch_sizes}
 
 
+# the suite's shifts that move or deform the garment without changing its size class: rotation, shear, scale
+GEOMETRIC_SHIFTS = ('rotated 10', 'rotated 20', 'sheared 0.3', 'zoomed out 0.65')
+
+
 def shift_group_means(suite):
     """{'photometric', 'scene': the mean accuracy over that group's shifts} of one batch size's ``shift_suite``."""
     return {group: sum(suite[name] for name in names) / len(names)
