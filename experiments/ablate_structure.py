@@ -18,8 +18,8 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'tools'))
 from common import REPO  # noqa: E402
-from measure import (GEOMETRIC_SHIFTS, labels_by_batch_size, load_model_or_exit, load_photo_sets,  # noqa: E402
-                     real_photo_scores)
+from measure import (GEOMETRIC_SHIFTS, PHOTOMETRIC_SHIFTS, SCENE_SHIFTS, labels_by_batch_size,  # noqa: E402
+                     load_model_or_exit, load_photo_sets, real_photo_scores)
 import pytorch_cnn  # noqa: E402
 
 BATCHES = (1, 500)
@@ -63,7 +63,7 @@ def measure(model, val, photo_sets, committed=None):
     for size in BATCHES if shifted else ():
         accuracy = {name: 100.0 * (by_size[size] == labels).double().mean().item() for name, by_size in shifted.items()}
         row[f'val@{size}'] = accuracy['clean']
-        for group, names in (('photometric', pytorch_cnn.PHOTOMETRIC_SHIFTS), ('scene', pytorch_cnn.SCENE_SHIFTS),
+        for group, names in (('photometric', PHOTOMETRIC_SHIFTS), ('scene', SCENE_SHIFTS),
                              ('geometric', GEOMETRIC_SHIFTS)):
             row[f'{group}@{size}'] = sum(accuracy[name] for name in names) / len(names)
     for name, (photos, photo_labels, senders) in photo_sets.items():

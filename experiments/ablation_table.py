@@ -19,8 +19,8 @@ sys.path[:0] = [REPO, os.path.join(REPO, 'tools')]
 import torch  # noqa: E402
 
 import pytorch_cnn  # noqa: E402
-from measure import (GEOMETRIC_SHIFTS, labels_by_batch_size, load_model_or_exit, load_photo_sets,  # noqa: E402
-                     real_photo_scores)
+from measure import (GEOMETRIC_SHIFTS, PHOTOMETRIC_SHIFTS, SCENE_SHIFTS, labels_by_batch_size,  # noqa: E402
+                     load_model_or_exit, load_photo_sets, real_photo_scores)
 
 
 def model_labels(path, sets, batch_sizes):
@@ -67,7 +67,7 @@ def main(argv=None):
             found, base = predicted[name], predicted.get('base/' + name.split('/')[-1])
             row = [f'{name:24s} {100.0 * (found["clean"][size] == val_y).double().mean().item():6.2f} |']
             row += [f'{mean_accuracy(found, shifted_y, group, size):6.2f}' for group in
-                    (pytorch_cnn.PHOTOMETRIC_SHIFTS, pytorch_cnn.SCENE_SHIFTS, GEOMETRIC_SHIFTS)]
+                    (PHOTOMETRIC_SHIFTS, SCENE_SHIFTS, GEOMETRIC_SHIFTS)]
             for photo_set, (_, truth, senders) in photos.items():
                 baseline = base[photo_set][size] if base is not None and found is not base else None
                 scores = real_photo_scores(found[photo_set][size], truth, senders, baseline=baseline)

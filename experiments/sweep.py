@@ -56,7 +56,7 @@ def work(name, config, data_root, run_dir):
     torch.set_num_threads(1)
     torch.backends.cudnn.benchmark = True
     import pytorch_cnn as P
-    from measure import labels_by_batch_size, load_photo_sets, real_photo_scores
+    from measure import labels_by_batch_size, load_model_or_exit, load_photo_sets, real_photo_scores
     changes = {key: value for key, value in config.items() if key not in ('seed', 'dry_run')}
     out = os.path.join(run_dir, f'{name}.pt')
     argv = ['--seed', str(config['seed']), '--data', data_root, '--out', out,
@@ -65,7 +65,7 @@ def work(name, config, data_root, run_dir):
     started = time.time()
     train_args = P.parse_args(argv)
     P.train(train_args)
-    model = P.load_model(out).to(P.pick_device())
+    model = load_model_or_exit(out).to(P.pick_device())
     scores = P.validate(model, P.validation_sets(train_args)[1])
     photos = {}
     for photo_set, (images, labels, senders) in load_photo_sets(('phone photos', 'catalogue photos')).items():

@@ -8,8 +8,9 @@ import sys
 import pytest
 import torch
 
+import measure
 import pytorch_cnn
-from conftest import REPO
+from conftest import REPO, load_committed_model
 
 EXPERIMENTS = os.path.join(REPO, 'experiments')
 
@@ -133,7 +134,7 @@ def test_the_structure_ablation_switches_off_one_part_at_a_time(catalogue_path, 
     cells = {name: dict(cell.split(' ', 1) for cell in row.split('; ')) for name, row in rows.items()}
     images, labels = pytorch_cnn.load_fashion_mnist(fashion_root, train=True)
     _, (val_x, val_y) = pytorch_cnn.split_train_val(images, labels, 5000)
-    model = pytorch_cnn.load_model(os.path.join(REPO, 'model.pt'))
+    model = load_committed_model()
     committed = pytorch_cnn.accuracy(model, val_x[:60], val_y[:60], adapt=False)
     assert float(cells['committed']['val@1']) == pytest.approx(committed, abs=0.005)
     without_views = pytorch_cnn.accuracy(model, val_x[:60], val_y[:60], tta=False, adapt=False)
@@ -159,7 +160,7 @@ def test_the_ablation_table_sets_each_model_beside_its_seeds_base(tmp_path, cata
     rows = {line.split()[0]: line for line in first.stdout.splitlines() if '/s1 ' in line}
     images, labels = pytorch_cnn.load_fashion_mnist(fashion_root, train=True)
     _, (val_x, val_y) = pytorch_cnn.split_train_val(images, labels, 5000)
-    clean = pytorch_cnn.accuracy(pytorch_cnn.load_model(str(base)), val_x[:300], val_y[:300], adapt=False)
+    clean = pytorch_cnn.accuracy(measure.load_model(str(base)), val_x[:300], val_y[:300], adapt=False)
     assert float(rows['base/s1'].split()[1]) == pytest.approx(clean, abs=0.005)
     assert rows['base/s1'].count('[') == 2                  # two photo sets, no gain beside the base itself
     gains = [float(gain) for gain in re.findall(r'([+-]\d+\.\d) \[ *[+-]', rows['untrained/s1'])]

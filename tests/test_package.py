@@ -10,7 +10,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import REPO, skip_unless_ci
+from conftest import REPO, load_committed_model, skip_unless_ci
 
 FETCH = os.path.join(REPO, 'tools', 'fetch_data.py')
 SUBMISSION = os.path.join(REPO, 'tools', 'submission.py')
@@ -237,7 +237,7 @@ def check_under(python, path, *args):
 def test_the_upload_classifies_the_test_set_under_pytorch_1_13_as_under_ours(good_zip, fashion_root,
                                                                               oldest_torch_python):
     import pytorch_cnn
-    model = pytorch_cnn.load_model(os.path.join(REPO, 'model.pt'))
+    model = load_committed_model()
     images, labels = pytorch_cnn.load_fashion_mnist(fashion_root, train=False)
     ours = 100.0 * (pytorch_cnn.classify(model, images) == labels).double().mean().item()
     result = check_under(oldest_torch_python, good_zip, '--images', str(len(labels)))

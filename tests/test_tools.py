@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+import measure
 import pytorch_cnn
 from conftest import REPO
 
@@ -111,7 +112,7 @@ def test_compare_models_numbers_are_the_projects_accuracies(committed_model, fas
     assert numbers['clean'] == pytorch_cnn.accuracy(committed_model, *val)
     assert numbers['shifts']['inverted'] == pytorch_cnn.accuracy(committed_model, 1.0 - shifted[0], shifted[1])
     assert sorted(numbers['shifts']) == sorted(set(pytorch_cnn.SHIFTS) - {'clean'})
-    scene = [numbers['shifts'][name] for name in pytorch_cnn.SCENE_SHIFTS]
+    scene = [numbers['shifts'][name] for name in measure.SCENE_SHIFTS]
     assert numbers['scene'] == pytest.approx(sum(scene) / len(scene))
     assert compare_models.describe('model.pt', numbers, {}).startswith('model.pt: clean ')
 

@@ -20,7 +20,7 @@ import sys
 import numpy as np
 
 from common import REPO, write_atomically
-from measure import load_model_or_exit
+from measure import CLASS_NAMES, load_model_or_exit
 from photo_convert import PhotoError, convert_file, open_photo, photo_files
 import pytorch_cnn
 
@@ -46,7 +46,7 @@ def classify_photos(paths, model, adapt=True):
 def top_classes(probabilities, top=3):
     """[(class name, probability)] of the ``top`` most probable classes, most probable first."""
     order = np.argsort(-probabilities)[:top]
-    return [(pytorch_cnn.CLASS_NAMES[label], float(probabilities[label])) for label in order]
+    return [(CLASS_NAMES[label], float(probabilities[label])) for label in order]
 
 
 def plot_photos(results, path):
@@ -63,12 +63,12 @@ def plot_photos(results, path):
         for axis in (photo_axis, view_axis):
             axis.axis('off')
         best = int(np.argmax(probabilities))
-        bar_axis.barh(pytorch_cnn.CLASS_NAMES, probabilities,
+        bar_axis.barh(CLASS_NAMES, probabilities,
                       color=['tab:orange' if label == best else 'tab:blue' for label in range(10)])
         bar_axis.invert_yaxis()
         bar_axis.set_xlim(0, 1)
         bar_axis.tick_params(labelsize=7)
-        bar_axis.set_title(f'{pytorch_cnn.CLASS_NAMES[best]} ({probabilities[best]:.0%})', fontsize=9)
+        bar_axis.set_title(f'{CLASS_NAMES[best]} ({probabilities[best]:.0%})', fontsize=9)
     figure.tight_layout()
     write_atomically(path, lambda file: figure.savefig(file, format='png', dpi=90))
     plt.close(figure)

@@ -18,8 +18,8 @@ import time
 import torch
 
 from common import REPO, percent_correct, write_atomically
-from measure import (BATCH_SIZES, at_a_time, batch_name, describe_scores, labels_by_batch_size, load_model_or_exit,
-                     load_photo_sets, real_photo_scores, shift_group_means, shift_suite)
+from measure import (BATCH_SIZES, CLASS_NAMES, at_a_time, batch_name, describe_scores, labels_by_batch_size,
+                     load_model_or_exit, load_photo_sets, real_photo_scores, shift_group_means, shift_suite)
 import pytorch_cnn
 
 PICTURED = 500      # the batch size the figure shows
@@ -74,15 +74,15 @@ def plot_report(results, path):
     for (row, col), count in zip(((r, c) for r in range(10) for c in range(10)), confusion.flatten()):
         axes[0].text(col, row, int(count), ha='center', va='center', fontsize=7,
                      color='white' if count > confusion.max() / 2 else 'black')
-    axes[0].set_xticks(range(10), pytorch_cnn.CLASS_NAMES, rotation=45, ha='right')
-    axes[0].set_yticks(range(10), pytorch_cnn.CLASS_NAMES)
+    axes[0].set_xticks(range(10), CLASS_NAMES, rotation=45, ha='right')
+    axes[0].set_yticks(range(10), CLASS_NAMES)
     axes[0].set(xlabel='predicted', ylabel='true',
                 title=f'Fashion-MNIST test set: {results["test"][PICTURED]:.2f}%\n(classify {PICTURED} images at a time)')
     suite = results['suite'][PICTURED]
     bars(axes[1], list(suite), list(suite.values()), 'Test set under each shift')
     for axis, (name, scores) in zip(axes[2:], results['photos'][PICTURED].items()):
         low, high = scores['balanced_interval']
-        names = [pytorch_cnn.CLASS_NAMES[label] for label in scores['per_class']]
+        names = [CLASS_NAMES[label] for label in scores['per_class']]
         bars(axis, names, list(scores['per_class'].values()),
              f'{name.capitalize()}\nbalanced {scores["balanced"]:.1f}% [{low:.1f}, {high:.1f}]')
     write_atomically(path, lambda file: figure.savefig(file, format='png', dpi=90))

@@ -19,16 +19,35 @@ PHOTO_SETS = {
 }
 
 
-def load_model_or_exit(path):
-    """MyNet with the weights at path, or a GarmentNet (one of its two networks, as ``python pytorch_cnn.py
-    --model GarmentNet`` trains it); a bad file ends the program with one line naming it."""
+class ModelFileError(Exception):
+    """A model file that is missing, unreadable, or of another network; its message is one line."""
+
+
+def load_model(path, model_class=pytorch_cnn.MyNet):
+    """As the grader does: model_class(), then load_state_dict of the file at path on the CPU (ModelFileError
+    where it is missing, no state_dict, or another network's)."""
+    if not os.path.isfile(path):
+        raise ModelFileError(f'{path}: no such file')
     try:
-        return pytorch_cnn.load_model(path)
-    except pytorch_cnn.ModelFileError as error:
-        try:
-            return pytorch_cnn.load_model(path, pytorch_cnn.GarmentNet)
-        except pytorch_cnn.ModelFileError:
-            sys.exit(f'error: {error}')
+        state_dict = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as error:      # the unpickler raises many kinds for a file that is not a model
+        raise ModelFileError(f'{path}: not a saved state_dict ({type(error).__name__})') from None
+    if not isinstance(state_dict, dict):
+        raise ModelFileError(f'{path}: holds a {type(state_dict).__name__}, not a state_dict')
+    model = model_class()
+    try:
+        model.load_state_dict(state_dict)
+    except RuntimeError:
+        raise ModelFileError(f'{path}: not the weights of {model_class.__name__} (other layers or shapes)') from None
+    return model
+
+
+def load_model_or_exit(path):
+    """MyNet with the weights at path; a bad file ends the program with one line naming it."""
+    try:
+        return load_model(path)
+    except ModelFileError as error:
+        sys.exit(f'error: {error}')
 
 
 # how many images the grader may hand classify at once: one at a time, 64, 500, or the whole set (None)
@@ -80,14 +99,20 @@ def shift_suite(model, images, labels, batch_sizes=BATCH_SIZES):
     return {size: {name: by_size[size] for name, by_size in by_shift.items()} for size in batch_sizes}
 
 
-# the suite's shifts that move or deform the garment without changing its size class: rotation, shear, scale
+CLASS_NAMES = ('T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot')
+
+# groups of pytorch_cnn.SHIFTS: brightness and contrast; the garment in a photo-like scene (smaller, moved, on
+# a background); what moves or deforms the garment without changing its size class (rotation, shear, scale)
+PHOTOMETRIC_SHIFTS = ('brighter +0.4', 'low contrast x0.3', 'gamma 0.5', 'gamma 2.0', 'inverted')
+SCENE_SHIFTS = ('zoomed out 0.65', 'off-centre 3,4 px', 'rotated 20', 'sheared 0.3',
+                'on tiles', 'on wood', 'on fabric', 'on blurred clutter')
 GEOMETRIC_SHIFTS = ('rotated 10', 'rotated 20', 'sheared 0.3', 'zoomed out 0.65')
 
 
 def shift_group_means(suite):
     """{'photometric', 'scene': the mean accuracy over that group's shifts} of one batch size's ``shift_suite``."""
     return {group: sum(suite[name] for name in names) / len(names)
-            for group, names in (('photometric', pytorch_cnn.PHOTOMETRIC_SHIFTS), ('scene', pytorch_cnn.SCENE_SHIFTS))}
+            for group, names in (('photometric', PHOTOMETRIC_SHIFTS), ('scene', SCENE_SHIFTS))}
 
 
 def load_real_photos(path, images_key='images'):
@@ -169,7 +194,7 @@ def real_photo_scores(predicted, labels, senders=None, rounds=2000, seed=0, base
 def describe_scores(name, count, scores):
     """One line: balanced and overall accuracy with their intervals, then each class's accuracy."""
     (low, high), (overall_low, overall_high) = scores['balanced_interval'], scores['overall_interval']
-    per_class = ' / '.join(f'{pytorch_cnn.CLASS_NAMES[label].split("/")[0]} {value:.0f}'
+    per_class = ' / '.join(f'{CLASS_NAMES[label].split("/")[0]} {value:.0f}'
                            for label, value in scores['per_class'].items())
     line = (f'{name} ({count}): balanced {scores["balanced"]:.1f}% [{low:.1f}, {high:.1f}], overall '
             f'{scores["overall"]:.1f}% [{overall_low:.1f}, {overall_high:.1f}]; {per_class}')
