@@ -91,8 +91,7 @@ class MyNet(nn.Module):
     """Two GarmentNets: ``plain`` for garments on a plain background (studio and catalogue photos, as
     Fashion-MNIST's are), ``scene`` for the rest (photos on floors, beds, hangers); each image goes to one of
     them (see ``plain_background``). Both start from one training; their fine-tunings differ (see
-    ``training_phases``): shoes and bags on textured floors help the second and cost the first.
-    """
+    ``training_phases``): shoes and bags on textured floors help the second and cost the first."""
 
     def __init__(self):
         super().__init__()
@@ -144,17 +143,15 @@ def standardize_with_frame(x):
     frame = background_frame(z)
     frame_mean = (z[:, 0] * frame).sum(dim=(1, 2)) / frame.sum(dim=(1, 2))
     middle = z[..., h // 4:h - h // 4, w // 4:w - w // 4].mean(dim=(1, 2, 3))
-    background_is_light = frame_mean > middle
-    sign = 1.0 - 2.0 * background_is_light.to(z.dtype)
+    sign = 1.0 - 2.0 * (frame_mean > middle).to(z.dtype)         # -1 where the background is the lighter
     return z * sign.view(-1, 1, 1, 1), frame
 
 
 def background_frame(z, border=2):
     """(B, H, W) True on the ``border``-pixel frame of standardised images z (B, 1, H, W) where their background
     shows: the image's edge, or just inside padding bars of a colour that is rare inside (see ``padding_bars``)."""
-    h, w = z.shape[-2:]
     bars = padding_bars(z)
-    return box_mask(bars, h, w) & ~box_mask(bars + border, h, w)
+    return box_mask(bars, *z.shape[-2:]) & ~box_mask(bars + border, *z.shape[-2:])
 
 
 def padding_bars(z, widest=8, tolerance=0.1, rare=0.05):
@@ -193,13 +190,11 @@ def box_mask(widths, h, w):
 def plain_background(x, tolerance=0.1, share=0.7, standardized=None):
     """(B,) True for the images x (B, 1, H, W) whose background is plain, as on a studio backdrop: at least
     ``share`` of the frame of ``background_frame`` lies within ``tolerance`` (in the image's standard deviations)
-    of the frame's median; brightness, contrast and inversion cannot change it. standardized: the caller's
-    ``standardize_with_frame(x)``."""
+    of the frame's median. standardized: the caller's ``standardize_with_frame(x)``."""
     if x.shape[0] == 0:
         return torch.zeros(0, dtype=torch.bool, device=x.device)
     z, frame = standardized or standardize_with_frame(x.float())
-    z = z[:, 0]
-    framed = torch.where(frame, z, torch.nan).flatten(1)
+    framed = torch.where(frame, z[:, 0], torch.nan).flatten(1)
     median = framed.nanmedian(dim=1, keepdim=True).values
     near = ((framed - median).abs() < tolerance) & frame.flatten(1)
     return near.sum(dim=1) >= share * frame.flatten(1).sum(dim=1)
@@ -359,9 +354,8 @@ VAL_SPLIT_SEED = 0          # the validation split is the same for every --seed
 
 
 def load_fashion_mnist(root, train):
-    """Images (N, 1, 28, 28) float in [0, 1] and labels (N,) int64 from <root>/FashionMNIST/raw.
-
-    A missing or damaged data set ends the program with one line that says how to get it."""
+    """Images (N, 1, 28, 28) float in [0, 1] and labels (N,) int64 from <root>/FashionMNIST/raw; a missing or
+    damaged data set ends the program with one line that says how to get it."""
     from torchvision.datasets import FashionMNIST
     try:
         dataset = FashionMNIST(root, train=train, download=False)
@@ -393,40 +387,30 @@ def shifted_validation_set(images, labels):
     return torch.cat(shifted), labels.repeat(len(shifted))
 
 
-def _with_noise(x, std, seed):
-    generator = torch.Generator().manual_seed(seed)
-    return (x + std * torch.randn(x.shape, generator=generator, device='cpu').to(x.device)).clamp(0, 1)
-
-
 def _affine_all(x, degrees=0.0, zoom=1.0, shear=0.0, right=0.0, down=0.0):
     n = x.shape[0]
     return affine(x, x.new_full((n,), math.radians(degrees)), x.new_full((n,), zoom), x.new_full((n,), shear),
                   x.new_tensor([[right, down]]).expand(n, 2))
 
 
-def _suite_texture(kind, h=28, w=28):
-    """A fixed background (1, 1, h, w) in [0, 1] on the CPU for the shift suite: tiles, wood, fabric."""
+def _on_background(x, kind):
+    """Each garment x (B, 1, H, W) on a fixed background in [0, 1]: light tiles 9 px apart with darker grout, wavy
+    wood grain, a fine weave, or (clutter) the batch's other garments, enlarged and blurred."""
+    h, w = x.shape[-2:]
     ys = torch.arange(h, dtype=torch.float32, device='cpu').view(h, 1)
     xs = torch.arange(w, dtype=torch.float32, device='cpu').view(1, w)
     noise = torch.randn(1, 1, h, w, generator=torch.Generator().manual_seed(2), device='cpu')
-    if kind == 'tiles':         # light tiles, 9 px apart, with darker grout
-        texture = 0.55 - 0.3 * (((ys % 9) < 1.5) | ((xs % 9) < 1.5)).float() + 0.03 * noise
-    elif kind == 'wood':        # grain running across, wavy
-        texture = 0.45 + 0.12 * torch.sin(2 * math.pi * (ys + 1.5 * torch.sin(xs / 4)) / 5) + 0.04 * noise
-    else:                       # a fine weave
-        texture = 0.4 + 0.1 * torch.sin(2 * math.pi * xs / 3) * torch.sin(2 * math.pi * ys / 3) + 0.05 * noise
-    return texture.expand(1, 1, h, w).clamp(0, 1)
-
-
-def _on_background(x, background):
+    if kind == 'tiles':
+        background = 0.55 - 0.3 * (((ys % 9) < 1.5) | ((xs % 9) < 1.5)).float() + 0.03 * noise
+    elif kind == 'wood':
+        background = 0.45 + 0.12 * torch.sin(2 * math.pi * (ys + 1.5 * torch.sin(xs / 4)) / 5) + 0.04 * noise
+    elif kind == 'fabric':
+        background = 0.4 + 0.1 * torch.sin(2 * math.pi * xs / 3) * torch.sin(2 * math.pi * ys / 3) + 0.05 * noise
+    else:
+        clutter = _affine_all(x.roll(1, dims=0), degrees=30.0, zoom=1.8)
+        background = 0.15 + 0.5 * gaussian_blur(clutter, x.new_full((x.shape[0],), 1.5))
     alpha = garment_mask(x)
-    return alpha * x + (1 - alpha) * background.to(x.device)
-
-
-def _on_clutter(x):
-    """Other garments of the batch, enlarged and blurred, behind each garment."""
-    clutter = _affine_all(x.roll(1, dims=0), degrees=30.0, zoom=1.8)
-    return _on_background(x, 0.15 + 0.5 * gaussian_blur(clutter, x.new_full((x.shape[0],), 1.5)))
+    return alpha * x + (1 - alpha) * background.clamp(0, 1).to(x.device)
 
 
 SHIFTS = {
@@ -436,17 +420,18 @@ SHIFTS = {
     'gamma 0.5': lambda x: x ** 0.5,
     'gamma 2.0': lambda x: x ** 2.0,
     'inverted': lambda x: 1.0 - x,
-    'noise 0.1': lambda x: _with_noise(x, 0.1, seed=1),
+    'noise 0.1': lambda x: (x + 0.1 * torch.randn(x.shape, generator=torch.Generator().manual_seed(1),
+                                                  device='cpu').to(x.device)).clamp(0, 1),
     'blur 1.0': lambda x: gaussian_blur(x, x.new_full((x.shape[0],), 1.0)),
     'rotated 10': lambda x: _affine_all(x, degrees=-10.0),       # anticlockwise
     'zoomed out 0.65': lambda x: _affine_all(x, zoom=0.65),
     'off-centre 3,4 px': lambda x: _affine_all(x, right=4.0, down=3.0),
     'rotated 20': lambda x: _affine_all(x, degrees=-20.0),
     'sheared 0.3': lambda x: _affine_all(x, shear=0.3),
-    'on tiles': lambda x: _on_background(x, _suite_texture('tiles')),
-    'on wood': lambda x: _on_background(x, _suite_texture('wood')),
-    'on fabric': lambda x: _on_background(x, _suite_texture('fabric')),
-    'on blurred clutter': _on_clutter,
+    'on tiles': lambda x: _on_background(x, 'tiles'),
+    'on wood': lambda x: _on_background(x, 'wood'),
+    'on fabric': lambda x: _on_background(x, 'fabric'),
+    'on blurred clutter': lambda x: _on_background(x, 'clutter'),
 }
 
 
@@ -482,11 +467,13 @@ def _chosen(n, p, generator):
 
 
 def random_geometry(x, generator, recipe):
-    """Every image shifted and maybe flipped; a recipe.rotate_probability fraction also rotated and
-    scaled (the rest keep their pixels exactly)."""
+    """Every image shifted and maybe flipped; a recipe.rotate_probability fraction also rotated by up to
+    recipe.max_degrees and scaled in the range recipe.scale about the centre (bilinear; the rest stay exact)."""
     x = random_shift_flip(x, generator, recipe.max_shift_pixels)
-    rotated = _chosen(x.shape[0], recipe.rotate_probability, generator)
-    rotated_x = random_rotate_scale(x, generator, recipe.max_degrees, recipe.scale)
+    n = x.shape[0]
+    rotated = _chosen(n, recipe.rotate_probability, generator)
+    angle = _uniform(n, -recipe.max_degrees, recipe.max_degrees, generator) * math.pi / 180
+    rotated_x = affine(x, angle, _uniform(n, *recipe.scale, generator), x.new_zeros(n), x.new_zeros(n, 2))
     return torch.where(rotated.view(-1, 1, 1, 1), rotated_x, x)
 
 
@@ -502,14 +489,6 @@ def random_shift_flip(x, generator, max_pixels):
     rows = top + torch.arange(h, device=x.device).view(1, h, 1)
     cols = left + torch.arange(w, device=x.device).view(1, 1, w)
     return padded[torch.arange(n, device=x.device).view(-1, 1, 1), 0, rows, cols].unsqueeze(1)
-
-
-def random_rotate_scale(x, generator, max_degrees, scale):
-    """Rotation by up to max_degrees and scaling in the range ``scale`` about the centre, per image (bilinear)."""
-    n = x.shape[0]
-    angle = _uniform(n, -max_degrees, max_degrees, generator) * math.pi / 180
-    zoom = _uniform(n, *scale, generator)
-    return affine(x, angle, zoom, x.new_zeros(n), x.new_zeros(n, 2))
 
 
 ERASE_AREA = (0.02, 0.2)          # range of the erased rectangle's area, as a fraction of the image
@@ -560,16 +539,11 @@ def photometric_shift(x, generator, strength=1.0):
     blurred = _chosen(n, p['blur'], generator)
     if blurred.any():
         x = torch.where(blurred.view(-1, 1, 1, 1), gaussian_blur(x, sigma), x)
-
-    gamma = per_image(_log_uniform(n, *GAMMA_RANGE, generator),
-                      _chosen(n, p['gamma'], generator), 1.0)
+    gamma = per_image(_log_uniform(n, *GAMMA_RANGE, generator), _chosen(n, p['gamma'], generator), 1.0)
     x = x.clamp_min(0) ** gamma
-
-    gain = per_image(_log_uniform(n, *GAIN_RANGE, generator),
-                     _chosen(n, p['gain'], generator), 1.0)
+    gain = per_image(_log_uniform(n, *GAIN_RANGE, generator), _chosen(n, p['gain'], generator), 1.0)
     mid_grey = _uniform(n, *MID_GREY, generator).view(-1, 1, 1, 1)          # where 0.5 goes
     x = torch.where(gain != 1.0, (x - 0.5) * gain + mid_grey, x)
-
     ramp_chosen = _chosen(n, p['ramp'], generator).view(-1, 1, 1, 1)
     h, w = x.shape[-2:]
     ys = torch.linspace(-0.5, 0.5, h, device=x.device).view(1, 1, h, 1)
@@ -577,13 +551,10 @@ def photometric_shift(x, generator, strength=1.0):
     slope_y = _uniform(n, -RAMP_SLOPE, RAMP_SLOPE, generator).view(-1, 1, 1, 1)
     slope_x = _uniform(n, -RAMP_SLOPE, RAMP_SLOPE, generator).view(-1, 1, 1, 1)
     x = x + ramp_chosen * (slope_y * ys + slope_x * xs)
-
     x = torch.where(_chosen(n, p['invert'], generator).view(-1, 1, 1, 1), 1.0 - x, x)
-
     noise_std = per_image(_uniform(n, *NOISE_STD, generator), _chosen(n, p['noise'], generator), 0.0)
     x = x + noise_std * torch.randn(x.shape, generator=generator, device=x.device)
     x = x.clamp(0, 1)
-
     salt_pepper = per_image(_uniform(n, 0.0, SALT_PEPPER_FRACTION, generator),
                             _chosen(n, p['salt_pepper'], generator), 0.0)
     hit = torch.rand(x.shape, generator=generator, device=x.device) < salt_pepper
@@ -633,11 +604,9 @@ def garment_mask(x, threshold=0.03):
     """Where the garment is in Fashion-MNIST-like images x (B, 1, H, W) on black: 1.0 inside, 0.0 outside. A pixel
     is inside between lit pixels along both its row and its column: dark patches count, the gap in trousers not."""
     lit = (x > threshold).to(torch.int8)
-
-    def between(dim):
-        return lit.cummax(dim)[0].bool() & lit.flip(dim).cummax(dim)[0].flip(dim).bool()
-
-    return (between(-1) & between(-2)).to(x.dtype)
+    along_row, along_column = (lit.cummax(dim)[0].bool() & lit.flip(dim).cummax(dim)[0].flip(dim).bool()
+                               for dim in (-1, -2))
+    return (along_row & along_column).to(x.dtype)
 
 
 def affine(x, angle, zoom, shear, shift):
@@ -657,9 +626,9 @@ def affine(x, angle, zoom, shear, shift):
 
 def random_texture(n, generator, h=28, w=28):
     """(n, 1, h, w) backgrounds with zero mean and unit std: blotches, grain, stripes or grids, on blotches."""
-    def blotches(cells):
-        return _unit(_smooth_noise(n, 1, cells, h, w, generator))
-
+    def blotches(cells):        # random values on a cells x cells grid, bicubically interpolated
+        coarse = torch.randn(n, 1, cells, cells, generator=generator, device=generator.device)
+        return _unit(F.interpolate(coarse, size=(h, w), mode='bicubic', align_corners=False))
     ys = torch.arange(h, dtype=torch.float32, device=generator.device).view(1, 1, h, 1)
     xs = torch.arange(w, dtype=torch.float32, device=generator.device).view(1, 1, 1, w)
     angle = _uniform(n, 0, math.pi, generator).view(-1, 1, 1, 1)
@@ -677,12 +646,6 @@ def random_texture(n, generator, h=28, w=28):
     chosen = patterns[kind, torch.arange(n, device=generator.device)]
     weight = _uniform(n, 0.0, 0.6, generator).view(-1, 1, 1, 1)
     return _unit(chosen + weight * blotches(3))
-
-
-def _smooth_noise(n, channels, cells, h, w, generator):
-    """(n, channels, h, w) random values on a cells x cells grid, bicubically interpolated."""
-    coarse = torch.randn(n, channels, cells, cells, generator=generator, device=generator.device)
-    return F.interpolate(coarse, size=(h, w), mode='bicubic', align_corners=False)
 
 
 def _unit(pattern):
