@@ -350,6 +350,7 @@ def classify(model, x, batch_size=256, tta=True, adapt=True):
 
 # ----------------------------------------------------------------------------- data
 
+VAL_SIZE = 5000             # training images held out for validation
 VAL_SPLIT_SEED = 0          # the validation split is the same for every --seed
 
 
@@ -369,7 +370,7 @@ def load_fashion_mnist(root, train):
     return images.unsqueeze(1).float() / 255.0, labels.long()
 
 
-def split_train_val(images, labels, val_size):
+def split_train_val(images, labels, val_size=VAL_SIZE):
     """A fixed random split (seeded by VAL_SPLIT_SEED): (train_x, train_y), (val_x, val_y)."""
     order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(VAL_SPLIT_SEED))
     val, train = order[:val_size], order[val_size:]
@@ -766,8 +767,7 @@ class WeightAverage:
 
     def __init__(self, model, decay, warmup):
         self.model = copy.deepcopy(model).eval()
-        self.decay, self.warmup = decay, warmup
-        self.updates = 0
+        self.decay, self.warmup, self.updates = decay, warmup, 0
 
     @torch.no_grad()
     def update(self, model):
@@ -790,32 +790,25 @@ class Training:
     last_loss: torch.Tensor         # (N,) each training image's loss when last trained on (inf: never)
     device: torch.device
     autocast_dtype: torch.dtype = None      # the forward pass's dtype under autocast; None: float32
-    scaler: 'torch.amp.GradScaler' = None   # loss scaling for fp16; older PyTorch lacks torch.amp's (grad_scaler)
+    scaler: 'torch.amp.GradScaler' = None   # loss scaling for fp16 (a disabled one passes all through)
 
 
 def start_training(model, recipe, images_in_training, device, autocast_dtype=None):
     """A Training for ``model`` (moved to device) under ``recipe``: optimiser, one-cycle schedule, average."""
     model = model.to(device).to(memory_format=torch.channels_last)
-    decay, no_decay = [], []
-    for parameter in model.parameters():
-        (no_decay if parameter.dim() == 1 else decay).append(parameter)
-    optimizer = torch.optim.SGD([{'params': decay, 'weight_decay': recipe.weight_decay},
-                                 {'params': no_decay, 'weight_decay': 0.0}],
+    weights = [parameter for parameter in model.parameters() if parameter.dim() > 1]
+    biases_and_norms = [parameter for parameter in model.parameters() if parameter.dim() == 1]
+    optimizer = torch.optim.SGD([{'params': weights, 'weight_decay': recipe.weight_decay},
+                                 {'params': biases_and_norms, 'weight_decay': 0.0}],
                                 lr=recipe.lr, momentum=recipe.momentum, nesterov=True)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=recipe.lr, total_steps=total_steps(recipe, images_in_training),
-        pct_start=recipe.warmup_fraction, div_factor=recipe.lr_start_divisor,
-        final_div_factor=recipe.lr_end_divisor)
-    scaler = grad_scaler(device, enabled=autocast_dtype == torch.float16)
+        pct_start=recipe.warmup_fraction, div_factor=recipe.lr_start_divisor, final_div_factor=recipe.lr_end_divisor)
+    fp16 = autocast_dtype == torch.float16          # torch.amp's loss scaler from PyTorch 2.3, torch.cuda.amp's before
+    scaler = (torch.amp.GradScaler(device.type, enabled=fp16) if hasattr(torch.amp, 'GradScaler')
+              else torch.cuda.amp.GradScaler(enabled=fp16 and device.type == 'cuda'))
     return Training(model, WeightAverage(model, recipe.ema_decay, recipe.ema_warmup), optimizer, scheduler,
                     torch.full((images_in_training,), float('inf'), device=device), device, autocast_dtype, scaler)
-
-
-def grad_scaler(device, enabled):
-    """A loss scaler for float16 training on device (torch.amp's from PyTorch 2.3, torch.cuda.amp's before)."""
-    if hasattr(torch.amp, 'GradScaler'):
-        return torch.amp.GradScaler(device.type, enabled=enabled)
-    return torch.cuda.amp.GradScaler(enabled=enabled and device.type == 'cuda')
 
 
 def total_steps(recipe, images_in_training):
@@ -869,7 +862,7 @@ def train_one_pass(training, images, labels, order, recipe, generator, scenes=No
 def validation_sets(args):
     """(train_x, train_y), then the checks: {'val', 'shifted': (images, labels)}; small with --dry-run."""
     images, labels = load_fashion_mnist(args.data, train=True)
-    (train_x, train_y), (val_x, val_y) = split_train_val(images, labels, args.val_size)
+    (train_x, train_y), (val_x, val_y) = split_train_val(images, labels)
     shifted_x, shifted_y = val_x, val_y
     if args.dry_run:        # small enough for seconds: 512 images to train on and to validate, 64 a shift
         train_x, train_y, val_x, val_y = train_x[:512], train_y[:512], val_x[:512], val_y[:512]
@@ -1027,27 +1020,16 @@ def add_recipe_flags(parser):
     """A flag for every field of Recipe, its default and help taken from there."""
     group = parser.add_argument_group('training recipe (see Recipe)')
     for field in dataclasses.fields(Recipe):
-        flag, default = '--' + field.name.replace('_', '-'), field.default
+        flag, default, help_text = '--' + field.name.replace('_', '-'), field.default, field.metadata['help']
         if isinstance(default, bool):
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default,
-                               help=field.metadata['help'])
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=default, help=help_text)
         elif field.name.endswith('classes'):
-            group.add_argument(flag, type=int, nargs='+', default=default, metavar='CLASS',
-                               help=field.metadata['help'])
+            group.add_argument(flag, type=int, nargs='+', choices=range(10), default=default, metavar='CLASS',
+                               help=help_text)
         elif isinstance(default, tuple):
-            group.add_argument(flag, type=float, nargs=2, default=default, metavar=('LOW', 'HIGH'),
-                               help=field.metadata['help'])
+            group.add_argument(flag, type=float, nargs=2, default=default, metavar=('LOW', 'HIGH'), help=help_text)
         else:
-            group.add_argument(flag, type=type(default), default=default, help=field.metadata['help'])
-
-
-def recipe_from_args(args):
-    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(Recipe)}
-    recipe = Recipe(**{name: tuple(value) if isinstance(value, list) else value for name, value in values.items()})
-    if args.dry_run:
-        recipe = dataclasses.replace(recipe, epochs=min(recipe.epochs, 2),
-                                     finetune_epochs=min(recipe.finetune_epochs, 1))
-    return recipe
+            group.add_argument(flag, type=type(default), default=default, help=help_text)
 
 
 def parse_args(argv=None):
@@ -1055,14 +1037,12 @@ def parse_args(argv=None):
     parser = OneLineParser(description=__doc__.split('\n')[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('--model', choices=sorted(MODELS), default='MyNet', help='the network to train')
     parser.add_argument('--seed', type=int, default=1, help='seed of the weights, the passes and the augmentation')
-    parser.add_argument('--val-size', type=int, default=5000, help='training images held out for validation')
     parser.add_argument('--data', default='data', help='folder holding FashionMNIST/raw')
     parser.add_argument('--out', default='model.pt', help='where the trained state_dict goes')
     parser.add_argument('--init', default=None, metavar='MODEL_PT', help='start from these weights instead of '
                         'random ones (MyNet: the main schedule from its plain network); --epochs 0: fine-tune them')
     parser.add_argument('--device', choices=('auto', 'cpu', 'cuda', 'mps'), default='auto',
                         help='where to train; auto: CUDA where present, else the CPU')
-    parser.add_argument('--threads', type=int, default=None, help='CPU threads (all when not given)')
     parser.add_argument('--precision', choices=('auto', 'fp32', 'bf16'), default='auto', help='forward pass of '
                         'training in float32 or bf16 autocast; auto: bf16 on CUDA and on CPUs with bf16 units')
     parser.add_argument('--dry-run', action='store_true',
@@ -1072,8 +1052,7 @@ def parse_args(argv=None):
     add_recipe_flags(parser)
     args = parser.parse_args(argv)
     for flag, value, least in (('--epochs', args.epochs, 0 if args.init else 1), ('--batch-size', args.batch_size, 1),
-                               ('--val-size', args.val_size, 1), ('--finetune-epochs', args.finetune_epochs, 0),
-                               ('--threads', args.threads or 1, 1)):
+                               ('--finetune-epochs', args.finetune_epochs, 0)):
         if value < least:
             parser.error(f'{flag} must be at least {least}, got {value}'
                          + (' (0 with --init: the fine-tunings alone)' if flag == '--epochs' else ''))
@@ -1082,18 +1061,15 @@ def parse_args(argv=None):
     for flag, value in (('--lr', args.lr), ('--finetune-lr', args.finetune_lr)):
         if not value > 0:
             parser.error(f'{flag} must be positive, got {value:g}')
-    if not all(0 <= label <= 9 for label in args.plain_scene_classes):
-        parser.error('--plain-scene-classes takes class labels 0 to 9, got '
-                     + ' '.join(map(str, args.plain_scene_classes)))
-    args.recipe = recipe_from_args(args)
+    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(Recipe)}
+    recipe = Recipe(**{name: tuple(value) if isinstance(value, list) else value for name, value in values.items()})
+    dry_run = {'epochs': min(recipe.epochs, 2), 'finetune_epochs': min(recipe.finetune_epochs, 1)}
+    args.recipe = dataclasses.replace(recipe, **dry_run) if args.dry_run else recipe
     return args
 
 
 def main(argv=None):
-    args = parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    train(args)
+    train(parse_args(argv))
 
 
 if __name__ == '__main__':

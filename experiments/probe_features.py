@@ -161,7 +161,8 @@ def main(argv=None):
     parser.add_argument('--across', action='store_true',
                         help="also probes across domains, with Fashion-MNIST's validation split")
     parser.add_argument('--data', default=os.path.join(REPO, 'data'), help='folder holding FashionMNIST/raw')
-    parser.add_argument('--val-size', type=int, default=5000, help='training images held out for validation')
+    parser.add_argument('--val-size', type=int, default=pytorch_cnn.VAL_SIZE,
+                        help='training images held out for validation')
     parser.add_argument('--limit', type=int, default=None,
                         help='only the first this many photos (and validation images)')
     args = parser.parse_args(argv)

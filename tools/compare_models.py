@@ -60,7 +60,8 @@ def main(argv=None):
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument('models', nargs='+', metavar='MODEL_PT', help='state_dicts of MyNet')
     parser.add_argument('--data', default=os.path.join(REPO, 'data'), help='folder holding FashionMNIST/raw')
-    parser.add_argument('--val-size', type=int, default=5000, help='training images held out for validation')
+    parser.add_argument('--val-size', type=int, default=pytorch_cnn.VAL_SIZE,
+                        help='training images held out for validation')
     parser.add_argument('--val-images', type=int, default=None, help='only the first this many of them')
     parser.add_argument('--shift-images', type=int, default=pytorch_cnn.SHIFTED_VAL_IMAGES,
                         help='validation images under each shift')
