@@ -870,12 +870,6 @@ def validation_sets(args):
     return (train_x, train_y), {'val': (val_x, val_y), 'shifted': shifted_validation_set(shifted_x, shifted_y)}
 
 
-def validate(model, checks):
-    """{name: single-view accuracy in %} of model on each of ``validation_sets``' checks, each image on its own
-    (no batch adaptation)."""
-    return {name: accuracy(model, *found, tta=False, adapt=False) for name, found in checks.items()}
-
-
 def accuracy(model, images, labels, tta=True, adapt=True):
     """Percentage of correctly classified images (float tensors (N,1,28,28) in [0,1]), handed to classify at once."""
     return 100.0 * (classify(model, images, tta=tta, adapt=adapt) == labels).double().mean().item()
@@ -884,105 +878,77 @@ def accuracy(model, images, labels, tta=True, adapt=True):
 def with_parts(model, parts, network):
     """What a phase validates and saves: a copy of model with each of parts (names of its networks) being
     network; network itself where parts is ()."""
-    if not parts:
-        return network
-    whole = copy.deepcopy(model)
+    whole = copy.deepcopy(model) if parts else network
     for name in parts:
         setattr(whole, name, network)
     return whole
 
 
-@dataclasses.dataclass
-class Progress:
-    """What ``train`` keeps across passes and phases."""
-    out: str                        # where the best weight average is saved
-    steps_per_epoch: int
-    steps_wanted: int               # of all phases
-    steps_done: int = 0
-    best_score: float = -1.0        # of the phase in progress
-    best_state: dict = None         # a copy of the best weight average's state_dict
-    saved: str = None               # what `out` holds, once something was saved
-    started: float = dataclasses.field(default_factory=time.time)
-    fine_tunings: list = dataclasses.field(default_factory=list)    # [(epoch it started, what it trained)]
-    history: dict = dataclasses.field(default_factory=lambda: {key: [] for key in (
-        'epoch', 'loss', 'val', 'shifted')})
-
-
-def train_phase(training, phase, train_set, checks, generator, progress, validated):
-    """Trains for phase.recipe.epochs epochs of steps in passes (see ``pick_pass``). After each pass it validates
-    validated(weight average) (see ``with_parts``) on checks and saves it whenever its score is the phase's best:
-    the mean of the clean and shifted validation accuracy (the clean one without recipe.checkpoint_shifted)."""
-    train_x, train_y = train_set
-    recipe = phase.recipe
-    phase_end = progress.steps_done + total_steps(recipe, len(train_y))
-    while progress.steps_done < phase_end:
-        pass_start = time.time()
-        order = pick_pass(training.last_loss, recipe.easy_kept, generator)
-        order = order[:(phase_end - progress.steps_done) * recipe.batch_size]
-        loss, steps = train_one_pass(training, train_x, train_y, order, recipe, generator, phase.scenes)
-        progress.steps_done += steps
-        evaluated = validated(training.average.model)
-        scores = validate(evaluated, checks)
-        for key, value in {'epoch': progress.steps_done / progress.steps_per_epoch, 'loss': loss, **scores}.items():
-            progress.history[key].append(value)
-        score = (scores['val'] + scores['shifted']) / 2 if recipe.checkpoint_shifted else scores['val']
-        improved = score > progress.best_score
-        if improved:
-            progress.best_score = score
-            progress.best_state = copy.deepcopy(evaluated.state_dict())
-            save_atomically(progress.best_state, progress.out)
-            progress.saved = f'the weights after pass {len(progress.history["loss"])} (validation score {score:.2f}%)'
-        eta = (time.time() - progress.started) / progress.steps_done * (progress.steps_wanted - progress.steps_done)
-        print(f'pass {len(progress.history["loss"]):3d}  epoch {progress.history["epoch"][-1]:5.2f}/'
-              f'{progress.steps_wanted / progress.steps_per_epoch:g}  {len(order):5d} images  loss {loss:.4f}  '
-              f'val {scores["val"]:6.2f}%  shifted {scores["shifted"]:6.2f}%  {"best" if improved else "    "}  '
-              f'{time.time() - pass_start:5.1f}s  eta {eta / 60:4.1f} min', flush=True)
-
-
 def train(args):
     """Trains args.model under args.recipe, phase after phase (see ``training_phases``), each fine-tuning from the
-    best weights so far (random or --init ones at first). Saves each phase's best weight average to args.out as
-    it finds it, so the file ends with the last phase's best."""
-    recipe, device = args.recipe, pick_device(args.device)
+    best weights so far (random or --init ones at first), in passes (see ``pick_pass``). After each pass it scores
+    the weight average (see ``with_parts``) on the checks of ``validation_sets`` and saves it to args.out whenever
+    its score is the phase's best: the mean of the clean and shifted validation accuracy (the clean one without
+    recipe.checkpoint_shifted). So the file ends with the last phase's best, whose score it returns."""
+    device = pick_device(args.device)
     torch.manual_seed(args.seed)
     model = load_weights(MODELS[args.model](), args.init) if args.init else MODELS[args.model]()
     model = model.to(device).to(memory_format=torch.channels_last)
-    train_set, checks = validation_sets(args)
+    (train_x, train_y), checks = validation_sets(args)
     # on a GPU the training images, their augmentation and its random numbers live there too: augmenting a
     # batch on the CPU takes longer than a GPU's training step (EXPERIMENTS, session 21)
     data_device = device if device.type == 'cuda' else torch.device('cpu')
-    train_set = tuple(part.to(data_device) for part in train_set)
+    train_x, train_y = train_x.to(data_device), train_y.to(data_device)
     generator = torch.Generator(device=data_device).manual_seed(args.seed)
-    print(f'{args.model} on {device}, {torch.get_num_threads()} threads: '
-          f'{len(train_set[1])} training, {len(checks["val"][1])} validation images'
-          + (f', starting from the weights in {args.init}' if args.init else ''))
+    print(f'{args.model} on {device}, {torch.get_num_threads()} threads: {len(train_y)} training, '
+          f'{len(checks["val"][1])} validation images' + (f', starting from {args.init}' if args.init else ''))
     autocast_dtype = choose_precision(args.precision, device)
-    phases = training_phases(recipe, model)
-    progress = Progress(args.out, math.ceil(len(train_set[1]) / recipe.batch_size),
-                        sum(total_steps(phase.recipe, len(train_set[1])) for phase in phases))
+    phases = training_phases(args.recipe, model)
+    steps_per_epoch = math.ceil(len(train_y) / args.recipe.batch_size)
+    steps_wanted = sum(total_steps(phase.recipe, len(train_y)) for phase in phases)
+    history = {'epoch': [], 'loss': [], 'val': [], 'shifted': [], 'fine_tunings': []}   # per pass; (epoch, parts)
+    steps_done, best_score, best_state, saved, started = 0, -1.0, None, None, time.time()
     try:
-        for phase in phases:
-            parts = phase.parts
-            if phase.scenes is not None:            # a fine-tuning, from the best weights so far
-                print(f'fine-tuning{" of " + " and ".join(parts) if parts else ""}: {phase.recipe.epochs} epochs, '
-                      f'peak lr {phase.recipe.lr:g}, scenes (probability, classes) {phase.scenes}')
-                if progress.best_state is not None:
-                    model.load_state_dict(progress.best_state)
-                progress.best_score = -1.0          # each phase keeps its own best pass
-                progress.fine_tunings.append((progress.steps_done / progress.steps_per_epoch, ' and '.join(parts)))
+        for parts, recipe, scenes in phases:
+            if scenes is not None:                  # a fine-tuning, from the best weights so far
+                print(f'fine-tuning{" of " + " and ".join(parts) if parts else ""}: {recipe.epochs} epochs, '
+                      f'peak lr {recipe.lr:g}, scenes (probability, classes) {scenes}')
+                if best_state is not None:
+                    model.load_state_dict(best_state)
+                best_score = -1.0                   # each phase keeps its own best pass
+                history['fine_tunings'].append((steps_done / steps_per_epoch, ' and '.join(parts)))
             network = getattr(model, parts[0]) if parts else model
-            training = start_training(network, phase.recipe, len(train_set[1]), device, autocast_dtype)
-            train_phase(training, phase, train_set, checks, generator, progress,
-                        lambda average, parts=parts: with_parts(model, parts, average))
+            training = start_training(network, recipe, len(train_y), device, autocast_dtype)
+            phase_end = steps_done + total_steps(recipe, len(train_y))
+            while steps_done < phase_end:
+                pass_start = time.time()
+                order = pick_pass(training.last_loss, recipe.easy_kept, generator)
+                order = order[:(phase_end - steps_done) * recipe.batch_size]
+                loss, steps = train_one_pass(training, train_x, train_y, order, recipe, generator, scenes)
+                steps_done += steps
+                evaluated = with_parts(model, parts, training.average.model)
+                scores = {name: accuracy(evaluated, *found, tta=False, adapt=False) for name, found in checks.items()}
+                for key, value in {'epoch': steps_done / steps_per_epoch, 'loss': loss, **scores}.items():
+                    history[key].append(value)
+                score = (scores['val'] + scores['shifted']) / 2 if recipe.checkpoint_shifted else scores['val']
+                improved = score > best_score
+                if improved:
+                    best_score, best_state = score, copy.deepcopy(evaluated.state_dict())
+                    save_atomically(best_state, args.out)
+                    saved = f'the weights after pass {len(history["loss"])} (validation score {score:.2f}%)'
+                eta = (time.time() - started) / steps_done * (steps_wanted - steps_done)
+                print(f'pass {len(history["loss"]):3d}  epoch {history["epoch"][-1]:5.2f}/'
+                      f'{steps_wanted / steps_per_epoch:g}  {len(order):5d} images  loss {loss:.4f}  val '
+                      f'{scores["val"]:6.2f}%  shifted {scores["shifted"]:6.2f}%  {"best" if improved else "    "}  '
+                      f'{time.time() - pass_start:5.1f}s  eta {eta / 60:4.1f} min', flush=True)
     except KeyboardInterrupt:
-        print('interrupted' + ('' if progress.saved else f': nothing saved yet, {args.out} is as it was'))
-    if progress.saved:
-        print(f'saved {args.out}: {progress.saved}, {(time.time() - progress.started) / 60:.1f} min')
+        print('interrupted' + ('' if saved else f': nothing saved yet, {args.out} is as it was'))
+    if saved:
+        print(f'saved {args.out}: {saved}, {(time.time() - started) / 60:.1f} min')
     if args.history:
-        history = {**progress.history, 'fine_tunings': progress.fine_tunings}
         save_atomically(history, args.history, lambda value, file: file.write(json.dumps(value).encode()))
         print(f'wrote {args.history} (`python tools/plot_training.py` draws it)')
-    return progress.best_score
+    return best_score
 
 
 def load_weights(model, path):
@@ -991,7 +957,8 @@ def load_weights(model, path):
     try:
         model.load_state_dict(torch.load(path, map_location='cpu', weights_only=True))
     except Exception as error:      # no file, no state_dict (the unpickler raises many kinds), another network's
-        raise SystemExit(f'error: --init {path}: no weights of {type(model).__name__} ({type(error).__name__})') from None
+        raise SystemExit(f'error: --init {path}: no weights of {type(model).__name__} '
+                         f'({type(error).__name__})') from None
     return model
 
 

@@ -66,7 +66,8 @@ def work(name, config, data_root, run_dir):
     train_args = P.parse_args(argv)
     P.train(train_args)
     model = load_model_or_exit(out).to(P.pick_device())
-    scores = P.validate(model, P.validation_sets(train_args)[1])
+    scores = {name: P.accuracy(model, *found, tta=False, adapt=False)
+              for name, found in P.validation_sets(train_args)[1].items()}
     photos = {}
     for photo_set, (images, labels, senders) in load_photo_sets(('phone photos', 'catalogue photos')).items():
         photos[photo_set.split()[0]] = real_photo_scores(labels_by_batch_size(model, images, (500,))[500], labels,
