@@ -582,11 +582,16 @@ def record_starting_weights(monkeypatch):
     return started_from
 
 
+def score_passes(monkeypatch, passes):
+    """Each training pass's checks score as given in passes: {'val': %, 'shifted': %}, or one % for both."""
+    scores = iter([(scores if isinstance(scores, dict) else dict.fromkeys(('val', 'shifted'), scores))[check]
+                   for scores in passes for check in ('val', 'shifted')])   # train scores the checks in this order
+    monkeypatch.setattr(pytorch_cnn, 'accuracy', lambda *_, **__: next(scores))
+
+
 def test_each_fine_tuning_starts_from_the_main_schedules_best_and_keeps_its_own_best(tmp_path, fashion_root,
                                                                                        monkeypatch):
-    scores = iter([90.0, 70.0, 80.0, 60.0, 50.0])     # main: the first of three passes; then one pass per fine-tuning
-    monkeypatch.setattr(pytorch_cnn, 'validate',
-                        lambda *_: dict.fromkeys(['val', 'shifted'], next(scores)))
+    score_passes(monkeypatch, [90.0, 70.0, 80.0, 60.0, 50.0])   # main: the first of three passes; one per fine-tuning
     started_from = record_starting_weights(monkeypatch)
     saves, save_atomically = [], pytorch_cnn.save_atomically
     monkeypatch.setattr(pytorch_cnn, 'save_atomically',
@@ -611,9 +616,7 @@ def test_each_fine_tuning_starts_from_the_main_schedules_best_and_keeps_its_own_
 @pytest.mark.parametrize('interrupted_pass', [1, 2, 3])
 def test_ctrl_c_says_what_was_saved(tmp_path, fashion_root, monkeypatch, capsys, interrupted_pass):
     """Ctrl-C in pass n: passes before it were validated and the best of them saved (scores 70 then 80)."""
-    scores = iter([70.0, 80.0])
-    monkeypatch.setattr(pytorch_cnn, 'validate',
-                        lambda *_: dict.fromkeys(['val', 'shifted'], next(scores)))
+    score_passes(monkeypatch, [70.0, 80.0])
     passes, train_one_pass = [], pytorch_cnn.train_one_pass
 
     def interruptible(*args):
@@ -643,8 +646,7 @@ def test_ctrl_c_says_what_was_saved(tmp_path, fashion_root, monkeypatch, capsys,
 @pytest.mark.parametrize('flag, kept', [('--checkpoint-shifted', 1), ('--no-checkpoint-shifted', 2)])
 def test_the_checkpoint_is_chosen_on_clean_and_shifted_validation_or_on_clean_alone(tmp_path, fashion_root,
                                                                                    monkeypatch, capsys, flag, kept):
-    scores = iter([{'val': 80.0, 'shifted': 90.0}, {'val': 85.0, 'shifted': 70.0}, {'val': 60.0, 'shifted': 60.0}])
-    monkeypatch.setattr(pytorch_cnn, 'validate', lambda *_: next(scores))
+    score_passes(monkeypatch, [{'val': 80.0, 'shifted': 90.0}, {'val': 85.0, 'shifted': 70.0}, 60.0])
     out = tmp_path / 'model.pt'
     args = pytorch_cnn.parse_args(['--dry-run', '--data', fashion_root, '--epochs', '2', '--finetune-epochs', '0',
                                    flag, '--out', str(out), '--history', ''])
