@@ -16,7 +16,6 @@ import json
 import math
 import os
 import time
-import typing
 
 import torch
 import torch.nn as nn
@@ -107,7 +106,7 @@ class MyNet(nn.Module):
         read each image, and which one it was (B,): 0 plain, 1 scene). Features of two networks do not compare."""
         if len(x) == 0:
             return x.new_zeros(0, 10), x.new_zeros(0, 256), x.new_zeros(0, dtype=torch.long)
-        z, frame = standardize_with_frame(x)
+        z, frame = standardize_polarity(x, with_frame=True)
         on_scene = ~plain_background(x, standardized=(z, frame)).to(x.device)
         log_probabilities, features = x.new_empty(len(x), 10), x.new_empty(len(x), 256)
         for network, chosen in ((self.plain, ~on_scene), (self.scene, on_scene)):
@@ -127,15 +126,10 @@ def get_model_class(_=None):
 
 # MyNet's input stage: each image standardised, its polarity set by its background, which also routes it
 
-def standardize_polarity(x):
-    """``standardize_with_frame``'s z alone."""
-    return standardize_with_frame(x)[0] if len(x) else x
-
-
-def standardize_with_frame(x):
-    """(z, frame): images x (B, 1, H, W) float -> z, each at zero mean and unit standard deviation, sign-flipped
-    where its frame (B, H, W) of ``background_frame`` is brighter than its middle half (the garment). z is the same
-    for ``a * x + b`` for every a != 0: brightness, contrast and inversion cannot move it."""
+def standardize_polarity(x, with_frame=False):
+    """Images x (B, 1, H, W) float -> z, each at zero mean and unit standard deviation, sign-flipped where its frame
+    (B, H, W) of ``background_frame`` (returned too, with_frame) is brighter than its middle half (the garment). z is
+    the same for ``a * x + b`` for every a != 0: brightness, contrast and inversion cannot move it."""
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     std = x.std(dim=(1, 2, 3), keepdim=True, unbiased=False).clamp_min(1e-6)
     z = (x - mean) / std
@@ -144,7 +138,7 @@ def standardize_with_frame(x):
     frame_mean = (z[:, 0] * frame).sum(dim=(1, 2)) / frame.sum(dim=(1, 2))
     middle = z[..., h // 4:h - h // 4, w // 4:w - w // 4].mean(dim=(1, 2, 3))
     sign = 1.0 - 2.0 * (frame_mean > middle).to(z.dtype)         # -1 where the background is the lighter
-    return z * sign.view(-1, 1, 1, 1), frame
+    return (z * sign.view(-1, 1, 1, 1), frame) if with_frame else z * sign.view(-1, 1, 1, 1)
 
 
 def background_frame(z, border=2):
@@ -190,10 +184,10 @@ def box_mask(widths, h, w):
 def plain_background(x, tolerance=0.1, share=0.7, standardized=None):
     """(B,) True for the images x (B, 1, H, W) whose background is plain, as on a studio backdrop: at least
     ``share`` of the frame of ``background_frame`` lies within ``tolerance`` (in the image's standard deviations)
-    of the frame's median. standardized: the caller's ``standardize_with_frame(x)``."""
+    of the frame's median. standardized: the caller's ``standardize_polarity(x, with_frame=True)``."""
     if x.shape[0] == 0:
         return torch.zeros(0, dtype=torch.bool, device=x.device)
-    z, frame = standardized or standardize_with_frame(x.float())
+    z, frame = standardized or standardize_polarity(x.float(), with_frame=True)
     framed = torch.where(frame, z[:, 0], torch.nan).flatten(1)
     median = framed.nanmedian(dim=1, keepdim=True).values
     near = ((framed - median).abs() < tolerance) & frame.flatten(1)
@@ -698,29 +692,21 @@ class Recipe:
                                           'of its plain network (footwear and bags stay on black, as in catalogues)')
 
 
-class Phase(typing.NamedTuple):
-    """One phase of a training: the parts of the model it trains (names of MyNet's networks; (): the whole model),
-    its recipe, and its scenes (see ``augment``)."""
-    parts: tuple
-    recipe: Recipe
-    scenes: tuple = None
-
-
 def training_phases(recipe, model):
-    """[Phase]: the main schedule without scenes (if recipe.epochs > 0), then (if recipe.finetune_epochs > 0) the
-    fine-tuning: its own one-cycle schedule at finetune_lr, finetune_scene_probability scenes, finetune_scale. For
-    MyNet the main schedule trains one GarmentNet that is both its networks; then the fine-tuning trains ``scene``,
-    and another with scenes of plain_scene_classes only trains ``plain``."""
+    """The phases of a training, [(parts: the names of the MyNet networks it trains, () for the whole model; its
+    recipe; its scenes (see ``augment``))]: the main schedule without scenes (if recipe.epochs > 0), then (if
+    recipe.finetune_epochs > 0) the fine-tuning: its own one-cycle schedule at finetune_lr, finetune_scene_probability
+    scenes, finetune_scale. For MyNet the main schedule trains one GarmentNet that is both its networks; then the
+    fine-tuning trains ``scene``, and another with scenes of plain_scene_classes only trains ``plain``."""
     two_networks = isinstance(model, MyNet)
-    phases = [Phase(('plain', 'scene') if two_networks else (), recipe)] if recipe.epochs > 0 else []
+    phases = [(('plain', 'scene') if two_networks else (), recipe, None)] if recipe.epochs > 0 else []
     if recipe.finetune_epochs > 0:
         fine_tuning = dataclasses.replace(recipe, epochs=recipe.finetune_epochs, lr=recipe.finetune_lr,
                                           scale=recipe.finetune_scale)
-        phases.append(Phase(('scene',) if two_networks else (), fine_tuning,
-                            (recipe.finetune_scene_probability, ALL_CLASSES)))
+        probability = recipe.finetune_scene_probability
+        phases.append((('scene',) if two_networks else (), fine_tuning, (probability, ALL_CLASSES)))
         if two_networks:
-            phases.append(Phase(('plain',), fine_tuning,
-                                (recipe.finetune_scene_probability, recipe.plain_scene_classes)))
+            phases.append((('plain',), fine_tuning, (probability, recipe.plain_scene_classes)))
     return phases
 
 
@@ -748,16 +734,14 @@ def choose_precision(requested, device):
     """The autocast dtype of training's forward pass (None: float32) for --precision, printed. auto: bf16 on CUDA
     from Ampere on (fp16 with loss scaling before: there bf16 is emulated and cuDNN has no bf16 convolutions) and on
     a CPU with bf16 units (emulated bf16 is slower than fp32), else fp32. ``tools/bench.py`` times both."""
-    if requested == 'fp32' or device.type not in ('cpu', 'cuda'):
-        dtype, why = None, f'{requested} asked, {device.type}'
+    if requested == 'fp32' or device.type == 'mps':
+        dtype, why = None, device.type
     elif device.type == 'cuda':     # not is_bf16_supported(): it says yes wherever bf16 can be emulated (a T4)
-        ampere = torch.cuda.get_device_capability(device)[0] >= 8
-        dtype, why = torch.bfloat16 if ampere else torch.float16, 'autocast on CUDA'
-    elif cpu_has_bf16_units():
-        dtype, why = torch.bfloat16, f'bf16 autocast, {requested} asked: this CPU has bf16 units'
+        dtype, why = torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16, 'cuda'
     else:
-        dtype, why = None, f'{requested} asked, but this CPU has no bf16 units: bf16 would be emulated'
-    print(f'precision: {str(dtype).replace("torch.", "") if dtype else "fp32"} ({why})')
+        units = cpu_has_bf16_units()
+        dtype, why = torch.bfloat16 if units else None, f'a CPU {"with" if units else "without"} bf16 units'
+    print(f'precision: {str(dtype).replace("torch.", "") if dtype else "fp32"} ({requested} asked, {why})')
     return dtype
 
 
@@ -875,21 +859,12 @@ def accuracy(model, images, labels, tta=True, adapt=True):
     return 100.0 * (classify(model, images, tta=tta, adapt=adapt) == labels).double().mean().item()
 
 
-def with_parts(model, parts, network):
-    """What a phase validates and saves: a copy of model with each of parts (names of its networks) being
-    network; network itself where parts is ()."""
-    whole = copy.deepcopy(model) if parts else network
-    for name in parts:
-        setattr(whole, name, network)
-    return whole
-
-
 def train(args):
     """Trains args.model under args.recipe, phase after phase (see ``training_phases``), each fine-tuning from the
     best weights so far (random or --init ones at first), in passes (see ``pick_pass``). After each pass it scores
-    the weight average (see ``with_parts``) on the checks of ``validation_sets`` and saves it to args.out whenever
-    its score is the phase's best: the mean of the clean and shifted validation accuracy (the clean one without
-    recipe.checkpoint_shifted). So the file ends with the last phase's best, whose score it returns."""
+    the weight average (in the parts the phase trains) on the checks of ``validation_sets`` and saves it to args.out
+    whenever its score is the phase's best: the mean of the clean and shifted validation accuracy (the clean one
+    without recipe.checkpoint_shifted). So the file ends with the last phase's best, whose score it returns."""
     device = pick_device(args.device)
     torch.manual_seed(args.seed)
     model = load_weights(MODELS[args.model](), args.init) if args.init else MODELS[args.model]()
@@ -905,7 +880,7 @@ def train(args):
     autocast_dtype = choose_precision(args.precision, device)
     phases = training_phases(args.recipe, model)
     steps_per_epoch = math.ceil(len(train_y) / args.recipe.batch_size)
-    steps_wanted = sum(total_steps(phase.recipe, len(train_y)) for phase in phases)
+    steps_wanted = sum(total_steps(recipe, len(train_y)) for _, recipe, _ in phases)
     history = {'epoch': [], 'loss': [], 'val': [], 'shifted': [], 'fine_tunings': []}   # per pass; (epoch, parts)
     steps_done, best_score, best_state, saved, started = 0, -1.0, None, None, time.time()
     try:
@@ -926,7 +901,9 @@ def train(args):
                 order = order[:(phase_end - steps_done) * recipe.batch_size]
                 loss, steps = train_one_pass(training, train_x, train_y, order, recipe, generator, scenes)
                 steps_done += steps
-                evaluated = with_parts(model, parts, training.average.model)
+                evaluated = copy.deepcopy(model) if parts else training.average.model     # what the phase saves:
+                for name in parts:                                                          # the model, each part
+                    setattr(evaluated, name, training.average.model)                        # the weight average
                 scores = {name: accuracy(evaluated, *found, tta=False, adapt=False) for name, found in checks.items()}
                 for key, value in {'epoch': steps_done / steps_per_epoch, 'loss': loss, **scores}.items():
                     history[key].append(value)

@@ -467,10 +467,11 @@ def test_fine_tuning_is_a_second_phase_with_its_own_length_rate_scenes_and_scale
 
 def test_mynet_trains_one_network_then_fine_tunes_each_of_its_two():
     recipe = pytorch_cnn.Recipe(plain_scene_classes=(0, 3))
-    main, scene, plain = pytorch_cnn.training_phases(recipe, MyNet())
-    assert (main.parts, scene.parts, plain.parts) == (('plain', 'scene'), ('scene',), ('plain',))
-    assert main.recipe == recipe and main.scenes is None and scene.recipe == plain.recipe
-    assert scene.scenes == (0.25, tuple(range(10))) and plain.scenes == (0.25, (0, 3))
+    (main, main_recipe, main_scenes), (scene, scene_recipe, scenes), (plain, plain_recipe, plain_scenes) = \
+        pytorch_cnn.training_phases(recipe, MyNet())
+    assert (main, scene, plain) == (('plain', 'scene'), ('scene',), ('plain',))
+    assert main_recipe == recipe and main_scenes is None and scene_recipe == plain_recipe
+    assert scenes == (0.25, tuple(range(10))) and plain_scenes == (0.25, (0, 3))
     assert len(pytorch_cnn.training_phases(pytorch_cnn.Recipe(finetune_epochs=0), MyNet())) == 1
 
 
@@ -528,7 +529,8 @@ def test_every_tensor_takes_the_device_of_the_data_it_meets(committed_model, tes
     network = pytorch_cnn.GarmentNet()
     with torch.device('meta'):
         outputs = [network(images), committed_model(mixed), classify(committed_model, mixed),
-                   pytorch_cnn.augment(images, generator, recipe, labels, (0.5, (0, 1, 2, 3, 4))), pytorch_cnn.pick_pass(last_loss, 0.3, generator),
+                   pytorch_cnn.augment(images, generator, recipe, labels, (0.5, (0, 1, 2, 3, 4))),
+                   pytorch_cnn.pick_pass(last_loss, 0.3, generator),
                    *(shift(images) for shift in pytorch_cnn.SHIFTS.values())]
     assert all(output.device.type == 'cpu' for output in outputs)
 
@@ -559,7 +561,8 @@ def test_dry_run_trains_and_writes_a_loadable_model_and_its_history(tmp_path, fa
     fine_tuning = min(pytorch_cnn.Recipe().finetune_epochs, 1)
     assert f'pass   1  epoch  1.00/{2 + 2 * fine_tuning}' in result.stdout and 'saved' in result.stdout
     assert ('fine-tuning of scene:' in result.stdout) == ('fine-tuning of plain:' in result.stdout) == (fine_tuning > 0)
-    expected = 'bf16 autocast' if pytorch_cnn.cpu_has_bf16_units() else 'no bf16 units'
+    units = pytorch_cnn.cpu_has_bf16_units()
+    expected = 'bfloat16 (auto asked, a CPU with bf16' if units else 'fp32 (auto asked, a CPU without bf16'
     assert expected in result.stdout.splitlines()[1]
     model = measure.load_model(str(out))
     assert classify(model, torch.rand(3, 1, 28, 28)).shape == (3,)
@@ -677,7 +680,7 @@ def test_epochs_0_with_init_runs_the_fine_tunings_alone_from_the_given_weights(t
     started_from = record_starting_weights(monkeypatch)
     args = pytorch_cnn.parse_args(['--dry-run', '--data', fashion_root, '--init', str(initial), '--epochs', '0',
                                    '--finetune-epochs', '1', '--out', str(tmp_path / 'out.pt'), '--history', ''])
-    assert [phase.parts for phase in pytorch_cnn.training_phases(args.recipe, MyNet())] == [('scene',), ('plain',)]
+    assert [parts for parts, *_ in pytorch_cnn.training_phases(args.recipe, MyNet())] == [('scene',), ('plain',)]
     pytorch_cnn.train(args)
     assert len(started_from) == 2
     initial_weights = torch.load(initial, weights_only=True)
@@ -779,7 +782,8 @@ def test_auto_precision_follows_the_cpus_bf16_units(monkeypatch, capsys, units, 
     monkeypatch.setattr(pytorch_cnn, 'cpu_has_bf16_units', lambda: units)
     cpu = torch.device('cpu')
     assert pytorch_cnn.choose_precision('auto', cpu) == expected
-    assert ('bf16 autocast' if units else 'no bf16 units') in capsys.readouterr().out
+    printed = 'bfloat16 (auto asked, a CPU with bf16 units)' if units else 'fp32 (auto asked, a CPU without bf16 units)'
+    assert printed in capsys.readouterr().out
     assert pytorch_cnn.choose_precision('fp32', cpu) is None
 
 
