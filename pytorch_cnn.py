@@ -48,8 +48,7 @@ class SimpleCNN(nn.Module):
 
     def forward(self, x):
         """x: (B, 1, 28, 28) -> log-probabilities (B, 10)."""
-        x = F.relu(self.conv(x))
-        return F.log_softmax(self.fc(torch.flatten(x, 1)), dim=1)
+        return F.log_softmax(self.fc(torch.flatten(F.relu(self.conv(x)), 1)), dim=1)
 
 
 # ----------------------------------------------------------------------------- MyNet
@@ -128,29 +127,23 @@ def get_model_class(_=None):
 
 def standardize_polarity(x, with_frame=False):
     """Images x (B, 1, H, W) float -> z, each at zero mean and unit standard deviation, sign-flipped where its frame
-    (B, H, W) of ``background_frame`` (returned too, with_frame) is brighter than its middle half (the garment). z is
-    the same for ``a * x + b`` for every a != 0: brightness, contrast and inversion cannot move it."""
+    (B, H, W; returned too, with_frame) is brighter than its middle half (the garment): the 2-pixel frame where the
+    background shows, at the image's edge or just inside padding bars of a colour rare inside (``padding_bars``).
+    z is the same for ``a * x + b`` for every a != 0: brightness, contrast and inversion cannot move it."""
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
     std = x.std(dim=(1, 2, 3), keepdim=True, unbiased=False).clamp_min(1e-6)
     z = (x - mean) / std
     h, w = z.shape[-2:]
-    frame = background_frame(z)
+    bars = padding_bars(z)
+    frame = box_mask(bars, h, w) & ~box_mask(bars + 2, h, w)
     frame_mean = (z[:, 0] * frame).sum(dim=(1, 2)) / frame.sum(dim=(1, 2))
     middle = z[..., h // 4:h - h // 4, w // 4:w - w // 4].mean(dim=(1, 2, 3))
-    sign = 1.0 - 2.0 * (frame_mean > middle).to(z.dtype)         # -1 where the background is the lighter
-    return (z * sign.view(-1, 1, 1, 1), frame) if with_frame else z * sign.view(-1, 1, 1, 1)
-
-
-def background_frame(z, border=2):
-    """(B, H, W) True on the ``border``-pixel frame of standardised images z (B, 1, H, W) where their background
-    shows: the image's edge, or just inside padding bars of a colour that is rare inside (see ``padding_bars``)."""
-    bars = padding_bars(z)
-    return box_mask(bars, *z.shape[-2:]) & ~box_mask(bars + border, *z.shape[-2:])
+    z = z * (1.0 - 2.0 * (frame_mean > middle).to(z.dtype)).view(-1, 1, 1, 1)     # flipped: background lighter
+    return (z, frame) if with_frame else z
 
 
 def padding_bars(z, widest=8, tolerance=0.1, rare=0.05):
     """Widths (B, 4) of the padding bars at the left, right, top and bottom edge of images z (B, 1, H, W).
-
     A photo that is not square is padded with its corner's colour, which need not be the floor's (a shadow). A
     side's bar is its run of outermost lines (up to ``widest``) that hold the edge line's value; it counts where
     that value is rare inside (within ``tolerance`` in under a ``rare`` fraction of the pixels between the runs)
@@ -183,7 +176,7 @@ def box_mask(widths, h, w):
 
 def plain_background(x, tolerance=0.1, share=0.7, standardized=None):
     """(B,) True for the images x (B, 1, H, W) whose background is plain, as on a studio backdrop: at least
-    ``share`` of the frame of ``background_frame`` lies within ``tolerance`` (in the image's standard deviations)
+    ``share`` of the frame of ``standardize_polarity`` lies within ``tolerance`` (in the image's standard deviations)
     of the frame's median. standardized: the caller's ``standardize_polarity(x, with_frame=True)``."""
     if x.shape[0] == 0:
         return torch.zeros(0, dtype=torch.bool, device=x.device)
@@ -226,10 +219,9 @@ SURE = 0.75
 
 
 def image_outputs(model, x, batch_size=256, tta=True):
-    """Each image's own outputs on the CPU: (probabilities (B, 10), features (B, 256), network (B,)), in eval mode
-    (the model's own mode restored after). A row of probabilities is the mean over the views seen; with ``tta`` an
-    image whose winning class gets less than SURE sees the next stage of VIEW_STAGES. Features and network are
-    ``forward_with_features``' on the first view (None for a model without it)."""
+    """Each image's own outputs on the CPU, in eval mode (the model's mode restored after): probabilities (B, 10), the
+    mean over the views seen (with ``tta`` an image whose winning class gets less than SURE sees the next stage of
+    VIEW_STAGES), and ``forward_with_features``' features (B, 256) and network (B,) on the first view (or None)."""
     device = next(model.parameters()).device
     images = as_image_batch(x)
     was_training = model.training
@@ -371,15 +363,20 @@ def split_train_val(images, labels, val_size=VAL_SIZE):
     return (images[train], labels[train]), (images[val], labels[val])
 
 
-# the validation shifts: the checkpoint choice reads the first SHIFTED_VAL_IMAGES validation images under each
-SHIFTED_VAL_IMAGES = 250
+SHIFTED_VAL_IMAGES = 250    # the checkpoint choice reads this many validation images under each shift
 
 
-def shifted_validation_set(images, labels):
-    """The first SHIFTED_VAL_IMAGES validation images under every non-clean shift, concatenated."""
-    images, labels = images[:SHIFTED_VAL_IMAGES], labels[:SHIFTED_VAL_IMAGES]
-    shifted = [shift(images) for name, shift in SHIFTS.items() if name != 'clean']
-    return torch.cat(shifted), labels.repeat(len(shifted))
+def validation_sets(args):
+    """(train_x, train_y), then the checks, each (images, labels): 'val', the validation split, and 'shifted', its
+    first SHIFTED_VAL_IMAGES images under every shift of SHIFTS but 'clean', concatenated; small with --dry-run."""
+    images, labels = load_fashion_mnist(args.data, train=True)
+    (train_x, train_y), (val_x, val_y) = split_train_val(images, labels)
+    shifted_size = SHIFTED_VAL_IMAGES
+    if args.dry_run:        # small enough for seconds: 512 images to train on and to validate, 64 a shift
+        train_x, train_y, val_x, val_y, shifted_size = train_x[:512], train_y[:512], val_x[:512], val_y[:512], 64
+    shifted = [shift(val_x[:shifted_size]) for name, shift in SHIFTS.items() if name != 'clean']
+    checks = {'val': (val_x, val_y), 'shifted': (torch.cat(shifted), val_y[:shifted_size].repeat(len(shifted)))}
+    return (train_x, train_y), checks
 
 
 def _affine_all(x, degrees=0.0, zoom=1.0, shear=0.0, right=0.0, down=0.0):
@@ -657,9 +654,8 @@ def _setting(default, help_text):
 
 @dataclasses.dataclass(frozen=True)
 class Recipe:
-    """Every setting of the training, each a flag of ``python pytorch_cnn.py`` (``batch_size`` is ``--batch-size``,
-    a range takes two numbers, a switch has a ``--no-`` form); one flag switches off each family of the ablation
-    (docs/EXPERIMENTS.md)."""
+    """Every setting of the training, each a flag of ``python pytorch_cnn.py`` (``batch_size`` is ``--batch-size``, a
+    range takes two numbers, a switch has a ``--no-`` form); one flag switches off each family of the ablation."""
     # length, optimiser and schedule
     epochs: int = _setting(30, 'training length in epochs of steps (epochs x ceil(N / batch size) steps)')
     batch_size: int = _setting(128, 'images per step')
@@ -673,8 +669,7 @@ class Recipe:
     ema_decay: float = _setting(0.999, 'decay of the weight average that is evaluated and saved')
     ema_warmup: int = _setting(10, 'the average decays by (1 + t) / (this + t) while that is below ema_decay')
     easy_kept: float = _setting(0.3, 'fraction of the easier half of the images each pass trains on (1: all)')
-    checkpoint_shifted: bool = _setting(True, 'choose the checkpoint by the mean of the clean and shifted '
-                                              'validation accuracy (else by the clean one)')
+    checkpoint_shifted: bool = _setting(True, 'choose each checkpoint by clean and shifted validation, not clean alone')
     # augmentation: every image is shifted by whole pixels and mirrored half the time
     augment: bool = _setting(True, 'augment the training images (all the settings below)')
     max_shift_pixels: int = _setting(1, 'largest whole-pixel shift')
@@ -712,10 +707,9 @@ def training_phases(recipe, model):
 
 def pick_device(requested='auto'):
     """The torch.device for --device: auto is CUDA where present, else the CPU (MPS only when asked)."""
-    available = {'cpu': True, 'cuda': torch.cuda.is_available(),
-                 'mps': getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()}
-    if requested == 'auto':
-        requested = 'cuda' if available['cuda'] else 'cpu'
+    mps = getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available()
+    available = {'cpu': True, 'cuda': torch.cuda.is_available(), 'mps': mps}
+    requested = ('cuda' if available['cuda'] else 'cpu') if requested == 'auto' else requested
     if not available[requested]:
         raise SystemExit(f'error: --device {requested}: this PyTorch sees no such device (try --device auto)')
     return torch.device(requested)
@@ -832,26 +826,14 @@ def train_one_pass(training, images, labels, order, recipe, generator, scenes=No
     """Trains on images[order] in batches with fresh augmentation (scenes: see ``augment``), writing each image's
     loss into training.last_loss[order]; returns (mean loss, steps taken)."""
     training.model.train()
-    total_loss, steps = 0.0, 0      # the loss stays on the device until the end: no wait for the GPU each step
+    total_loss = 0.0        # the loss stays on the device until the end: no wait for the GPU each step
     for start in range(0, len(order), recipe.batch_size):
         batch = order[start:start + recipe.batch_size]
         x = augment(images[batch], generator, recipe, labels[batch], scenes) if recipe.augment else images[batch]
         per_image = train_step(training, x, labels[batch], recipe)
         training.last_loss[batch] = per_image
         total_loss += per_image.sum().double()
-        steps += 1
-    return float(total_loss) / len(order), steps
-
-
-def validation_sets(args):
-    """(train_x, train_y), then the checks: {'val', 'shifted': (images, labels)}; small with --dry-run."""
-    images, labels = load_fashion_mnist(args.data, train=True)
-    (train_x, train_y), (val_x, val_y) = split_train_val(images, labels)
-    shifted_x, shifted_y = val_x, val_y
-    if args.dry_run:        # small enough for seconds: 512 images to train on and to validate, 64 a shift
-        train_x, train_y, val_x, val_y = train_x[:512], train_y[:512], val_x[:512], val_y[:512]
-        shifted_x, shifted_y = val_x[:64], val_y[:64]
-    return (train_x, train_y), {'val': (val_x, val_y), 'shifted': shifted_validation_set(shifted_x, shifted_y)}
+    return float(total_loss) / len(order), math.ceil(len(order) / recipe.batch_size)
 
 
 def accuracy(model, images, labels, tta=True, adapt=True):
@@ -929,8 +911,7 @@ def train(args):
 
 
 def load_weights(model, path):
-    """model with the state_dict saved at path loaded, as the grader loads model.pt; a file that holds none of its
-    state_dicts ends the program with one line."""
+    """model with the state_dict at path loaded as the grader loads model.pt; another file ends with one line."""
     try:
         model.load_state_dict(torch.load(path, map_location='cpu', weights_only=True))
     except Exception as error:      # no file, no state_dict (the unpickler raises many kinds), another network's
@@ -985,12 +966,10 @@ def parse_args(argv=None):
     parser.add_argument('--out', default='model.pt', help='where the trained state_dict goes')
     parser.add_argument('--init', default=None, metavar='MODEL_PT', help='start from these weights instead of '
                         'random ones (MyNet: the main schedule from its plain network); --epochs 0: fine-tune them')
-    parser.add_argument('--device', choices=('auto', 'cpu', 'cuda', 'mps'), default='auto',
-                        help='where to train; auto: CUDA where present, else the CPU')
+    parser.add_argument('--device', choices=('auto', 'cpu', 'cuda', 'mps'), default='auto', help='auto: CUDA, else CPU')
     parser.add_argument('--precision', choices=('auto', 'fp32', 'bf16'), default='auto', help='forward pass of '
                         'training in float32 or bf16 autocast; auto: bf16 on CUDA and on CPUs with bf16 units')
-    parser.add_argument('--dry-run', action='store_true',
-                        help='two epochs of steps (one of fine-tuning) on 512 images, a small validation')
+    parser.add_argument('--dry-run', action='store_true', help='2 epochs (1 of fine-tuning) on 512 images, to try it')
     parser.add_argument('--history', default='training_history.json', metavar='JSON',
                         help='per-pass losses and validation scores (tools/plot_training.py draws them; "": none)')
     add_recipe_flags(parser)
