@@ -883,9 +883,9 @@ def train(args):
                 order = order[:(phase_end - steps_done) * recipe.batch_size]
                 loss, steps = train_one_pass(training, train_x, train_y, order, recipe, generator, scenes)
                 steps_done += steps
-                evaluated = copy.deepcopy(model) if parts else training.average.model     # what the phase saves:
-                for name in parts:                                                          # the model, each part
-                    setattr(evaluated, name, training.average.model)                        # the weight average
+                evaluated = copy.deepcopy(model) if parts else training.average.model
+                for name in parts:          # what the phase saves: the model with these parts the weight average
+                    setattr(evaluated, name, training.average.model)
                 scores = {name: accuracy(evaluated, *found, tta=False, adapt=False) for name, found in checks.items()}
                 for key, value in {'epoch': steps_done / steps_per_epoch, 'loss': loss, **scores}.items():
                     history[key].append(value)
